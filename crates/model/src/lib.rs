@@ -1,0 +1,11 @@
+//! Tributary's data model: identifiers, points, batches and the parsers that
+//! turn device payloads into batches. Pure: no I/O, so it can be fuzzed.
+
+pub mod device_json;
+pub mod ids;
+pub mod point;
+pub mod time;
+
+pub use device_json::{parse_telemetry, ParseError, ParseLimits};
+pub use ids::{DeviceId, TenantId, UserId};
+pub use point::{Batch, Point, Value};

@@ -1,0 +1,96 @@
+//! One log record: `[len: u32 LE][crc32: u32 LE][payload]`, payload = postcard(lsn, batch).
+
+use tributary_model::Batch;
+
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 8;
+
+/// Largest payload a record may carry; a longer length field means corruption.
+pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
+
+/// Why bytes are not a valid record.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RecordError {
+    /// The buffer ends inside the record (a torn write at the tail).
+    #[error("truncated record")]
+    Truncated,
+    /// The checksum does not match the payload.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The length is impossible or the payload does not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Appends the encoded record for (lsn, batch) to `out`.
+pub fn encode_record(lsn: u64, batch: &Batch, out: &mut Vec<u8>) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    let out_vec = std::mem::take(out);
+    let mut out_vec =
+        postcard::to_extend(&(lsn, batch), out_vec).map_err(|e| format!("postcard: {e}"))?;
+    let payload_len = out_vec.len() - start - HEADER_LEN;
+    let crc = crc32fast::hash(&out_vec[start + HEADER_LEN..]);
+    out_vec[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out_vec[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    *out = out_vec;
+    Ok(())
+}
+
+/// Decodes the record at the start of `buf`: (lsn, batch, bytes consumed).
+pub fn decode_record(buf: &[u8]) -> Result<(u64, Batch, usize), RecordError> {
+    if buf.len() < HEADER_LEN {
+        return Err(RecordError::Truncated);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if len == 0 || len > MAX_PAYLOAD {
+        return Err(RecordError::Corrupt(format!("impossible length {len}")));
+    }
+    let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+        return Err(RecordError::Truncated);
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err(RecordError::Checksum);
+    }
+    let (lsn, batch): (u64, Batch) =
+        postcard::from_bytes(payload).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+    Ok((lsn, batch, HEADER_LEN + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_model::{DeviceId, Point, TenantId, Value};
+
+    fn batch() -> Batch {
+        Batch {
+            tenant: TenantId::new(),
+            device: DeviceId::new(),
+            points: vec![
+                Point { key: "t".into(), ts: 5, value: Value::Float(1.5) },
+                Point { key: "s".into(), ts: 6, value: Value::Str("x".into()) },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_damage_detection() {
+        let b = batch();
+        let mut buf = Vec::new();
+        encode_record(7, &b, &mut buf).unwrap();
+        encode_record(8, &b, &mut buf).unwrap();
+        let (lsn, got, used) = decode_record(&buf).unwrap();
+        assert_eq!((lsn, &got), (7, &b));
+        let (lsn2, _, used2) = decode_record(&buf[used..]).unwrap();
+        assert_eq!(lsn2, 8);
+        assert_eq!(used + used2, buf.len());
+
+        assert_eq!(decode_record(&buf[..used - 1]), Err(RecordError::Truncated));
+        let mut flipped = buf.clone();
+        flipped[HEADER_LEN + 3] ^= 0x40;
+        assert_eq!(decode_record(&flipped), Err(RecordError::Checksum));
+        let zeros = vec![0u8; 32];
+        assert!(matches!(decode_record(&zeros), Err(RecordError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,145 @@
+//! Segment files on disk: naming, listing, and recovery after a crash.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use tracing::{error, warn};
+
+use super::record::{decode_record, RecordError};
+use super::WalError;
+use crate::sink::Committed;
+
+/// First bytes of every segment file.
+pub const MAGIC: &[u8; 8] = b"TRBWAL1\n";
+
+/// A segment file and the LSN of its first record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentInfo {
+    /// LSN of the first record the segment may hold (its file name).
+    pub first_lsn: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// The file name of the segment starting at `first_lsn`.
+pub fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
+    dir.join(format!("{first_lsn:020}.wal"))
+}
+
+/// The segments in `dir`, oldest first.
+pub fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, WalError> {
+    let mut out = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| WalError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".wal")) else {
+            continue;
+        };
+        if let Ok(first_lsn) = stem.parse::<u64>() {
+            out.push(SegmentInfo {
+                first_lsn,
+                path: entry.path(),
+            });
+        }
+    }
+    out.sort_by_key(|s| s.first_lsn);
+    Ok(out)
+}
+
+/// What recovery found: entries not yet applied by the durable sink, and where to go on.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Valid entries with an LSN above the sink's applied LSN, in order.
+    pub entries: Vec<Committed>,
+    /// The highest valid LSN in the log (0 when the log is empty).
+    pub last_lsn: u64,
+    /// Human descriptions of damage found (also logged).
+    pub damage: Vec<String>,
+}
+
+/// Reads every segment, truncates a torn tail, and returns entries after `applied_lsn`.
+pub fn recover(dir: &Path, applied_lsn: u64) -> Result<Recovery, WalError> {
+    let segments = list_segments(dir)?;
+    let mut rec = Recovery::default();
+    let count = segments.len();
+    for (i, seg) in segments.iter().enumerate() {
+        let is_last = i + 1 == count;
+        let data = fs::read(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
+        if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+            // A segment whose header never reached the disk holds no acknowledged data.
+            let msg = format!("{}: missing segment header, ignored", seg.path.display());
+            if is_last && data.iter().all(|b| *b == 0) {
+                warn!("{msg}");
+            } else {
+                error!("{msg}");
+            }
+            rec.damage.push(msg);
+            continue;
+        }
+        let mut off = MAGIC.len();
+        while off < data.len() {
+            match decode_record(&data[off..]) {
+                Ok((lsn, batch, used)) if lsn > rec.last_lsn => {
+                    rec.last_lsn = lsn;
+                    if lsn > applied_lsn {
+                        rec.entries.push(Committed { lsn, batch });
+                    }
+                    off += used;
+                }
+                Ok((lsn, _, _)) => {
+                    let msg = format!(
+                        "{} at byte {off}: LSN {lsn} does not follow {}; rest of segment ignored",
+                        seg.path.display(),
+                        rec.last_lsn
+                    );
+                    error!("{msg}");
+                    rec.damage.push(msg);
+                    break;
+                }
+                Err(e) => {
+                    let torn = matches!(e, RecordError::Truncated) || is_last;
+                    let msg = format!(
+                        "{} at byte {off}: {e}; {} bytes after it dropped",
+                        seg.path.display(),
+                        data.len() - off
+                    );
+                    if torn && is_last {
+                        // A write that was cut by a crash: never acknowledged, so nothing is lost.
+                        warn!("torn write-ahead log tail: {msg}");
+                        truncate(&seg.path, off as u64)?;
+                    } else {
+                        error!("damaged write-ahead log segment: {msg}");
+                    }
+                    rec.damage.push(msg);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(rec)
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| WalError::io(path, e))?;
+    f.set_len(len).map_err(|e| WalError::io(path, e))?;
+    f.sync_all().map_err(|e| WalError::io(path, e))
+}
+
+/// Deletes segments all of whose records have an LSN at or below `applied`; keeps `active`.
+pub fn delete_applied(dir: &Path, applied: u64, active_first_lsn: u64) -> Result<usize, WalError> {
+    let segments = list_segments(dir)?;
+    let mut removed = 0;
+    for pair in segments.windows(2) {
+        let (seg, next) = (&pair[0], &pair[1]);
+        if seg.first_lsn >= active_first_lsn || next.first_lsn.saturating_sub(1) > applied {
+            break;
+        }
+        fs::remove_file(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}

@@ -1,1 +1,42 @@
+//! Storage: the metadata store (tenants, users, devices, tokens) and the series
+//! store behind the [`SeriesStore`] trait. Every query takes the tenant it is
+//! scoped to; only credential look-ups (which discover the tenant) do not.
 
+pub mod meta;
+pub mod series;
+mod sqlite;
+
+pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
+pub use series::{AggQuery, Aggregate, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+pub use series::sqlite::SqliteSeries;
+
+/// Errors of the stores.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A unique constraint was violated (e.g. a device name already in use).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::Conflict`].
+    pub(crate) fn conflict_or(e: sqlx::Error, what: &str) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(what.to_string())
+            }
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+/// Current time in milliseconds, for `created_at` columns.
+pub(crate) fn now_ms() -> i64 {
+    tributary_model::time::ns_to_ms(tributary_model::time::now_ns())
+}

@@ -1,0 +1,120 @@
+//! The series store interface: write committed batches, query ranges,
+//! aggregates and latest values. Timestamps here are nanoseconds.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tributary_model::{Batch, DeviceId, TenantId, Value};
+
+use crate::StoreError;
+
+/// One stored reading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Timestamp in nanoseconds (for aggregates: the start of the interval).
+    pub ts: i64,
+    /// The value (for aggregates: the aggregate).
+    pub value: Value,
+}
+
+/// Samples per key.
+pub type SeriesMap = BTreeMap<String, Vec<Sample>>;
+
+/// Sort order of returned samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    #[default]
+    Desc,
+}
+
+/// A raw range query; `keys` empty means every key of the device.
+#[derive(Clone, Debug)]
+pub struct RawQuery {
+    /// Keys to return.
+    pub keys: Vec<String>,
+    /// Inclusive lower bound (ns).
+    pub from: i64,
+    /// Inclusive upper bound (ns).
+    pub to: i64,
+    /// Most samples per key.
+    pub limit: u32,
+    /// Sort order.
+    pub order: Order,
+}
+
+/// An aggregate function over an interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregate {
+    /// Mean of numeric values.
+    Avg,
+    /// Smallest numeric value.
+    Min,
+    /// Largest numeric value.
+    Max,
+    /// Sum of numeric values.
+    Sum,
+    /// Number of values of any type.
+    Count,
+}
+
+impl std::str::FromStr for Aggregate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "avg" => Aggregate::Avg,
+            "min" => Aggregate::Min,
+            "max" => Aggregate::Max,
+            "sum" => Aggregate::Sum,
+            "count" => Aggregate::Count,
+            other => return Err(format!("unknown aggregate {other:?} (use avg, min, max, sum or count)")),
+        })
+    }
+}
+
+/// An aggregate query: one sample per `interval`, intervals aligned to the epoch.
+#[derive(Clone, Debug)]
+pub struct AggQuery {
+    /// The raw range, limit and order (limit counts intervals).
+    pub range: RawQuery,
+    /// The function.
+    pub agg: Aggregate,
+    /// Interval length (ns), > 0.
+    pub interval: i64,
+}
+
+/// A time-series store. Writes come only from the pipeline's sink, in log order.
+#[async_trait]
+pub trait SeriesStore: Send + Sync + 'static {
+    /// Stores the batches and records `lsn` as applied, atomically.
+    async fn apply(&self, batches: &[&Batch], lsn: u64) -> Result<(), StoreError>;
+    /// The last LSN recorded by [`SeriesStore::apply`] (0 when none).
+    async fn applied_lsn(&self) -> Result<u64, StoreError>;
+    /// Raw samples per key in a range.
+    async fn query(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        q: &RawQuery,
+    ) -> Result<SeriesMap, StoreError>;
+    /// One aggregate sample per interval that holds data.
+    async fn aggregate(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        q: &AggQuery,
+    ) -> Result<SeriesMap, StoreError>;
+    /// The newest sample of each key (of `keys`, or all when empty).
+    async fn latest(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        keys: &[String],
+    ) -> Result<BTreeMap<String, Sample>, StoreError>;
+    /// Deletes every sample of a device; returns how many series went.
+    async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError>;
+}

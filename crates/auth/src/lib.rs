@@ -4,6 +4,7 @@
 
 pub mod jwt;
 pub mod password;
+pub mod policy;
 mod service;
 pub mod token;
 

@@ -3,6 +3,7 @@
 //! because devices authenticate at connect (and request) rate.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tributary_model::time::{now_ns, ns_to_ms};
@@ -33,6 +34,8 @@ pub struct Principal {
     pub tenant: TenantId,
     /// The user's role there.
     pub role: Role,
+    /// When the credential expires (seconds since the epoch).
+    pub expires_at: i64,
 }
 
 /// A fresh pair of tokens.
@@ -58,6 +61,9 @@ pub struct Authenticator {
     config: AuthConfig,
     /// Device credentials by token hash.
     devices: RwLock<HashMap<String, Device>>,
+    /// Bumped by every [`Authenticator::forget_device`]: a look-up that raced
+    /// with one does not cache what it read.
+    device_generation: AtomicU64,
     /// A valid hash to verify against when the email is unknown, so timing does not tell.
     dummy_hash: String,
 }
@@ -71,6 +77,7 @@ impl Authenticator {
             dummy_hash: password::hash(&token::generate(16))?,
             config,
             devices: RwLock::new(HashMap::new()),
+            device_generation: AtomicU64::new(0),
         }))
     }
 
@@ -158,6 +165,7 @@ impl Authenticator {
             user: claims.sub.parse().map_err(|_| AuthError::InvalidToken)?,
             tenant: claims.tid.parse().map_err(|_| AuthError::InvalidToken)?,
             role: claims.role.parse().map_err(|_| AuthError::InvalidToken)?,
+            expires_at: claims.exp,
         })
     }
 
@@ -167,10 +175,14 @@ impl Authenticator {
         if let Some(d) = self.devices.read().ok().and_then(|c| c.get(&hash).cloned()) {
             return Ok(Some(d));
         }
+        let generation = self.device_generation.load(Ordering::Acquire);
         let Some(device) = self.meta.device_by_token_hash(&hash).await? else {
             return Ok(None);
         };
         if let Ok(mut cache) = self.devices.write() {
+            if self.device_generation.load(Ordering::Acquire) != generation {
+                return Ok(Some(device));
+            }
             if cache.len() >= self.config.device_cache_entries {
                 cache.clear();
             }
@@ -182,6 +194,7 @@ impl Authenticator {
     /// Drops a device's cached credentials (after delete or token rotation).
     pub fn forget_device(&self, id: DeviceId) {
         if let Ok(mut cache) = self.devices.write() {
+            self.device_generation.fetch_add(1, Ordering::AcqRel);
             cache.retain(|_, d| d.id != id);
         }
     }

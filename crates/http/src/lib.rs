@@ -1,1 +1,20 @@
+//! Tributary's HTTP interface: the user REST API, the ThingsBoard-compatible
+//! device API, the live WebSocket, and operations endpoints. Handlers are thin:
+//! they authenticate, validate, and call the stores, the pipeline or the hub.
 
+mod extract;
+mod problem;
+mod routes;
+mod state;
+
+pub use problem::ApiError;
+pub use routes::router;
+pub use state::{AppState, HttpConfig};
+
+/// Registers the HTTP layer's metrics so they are exported (at zero) from the start.
+pub fn describe_metrics() {
+    metrics::describe_counter!("tributary_batches_rejected_total", "Device batches rejected, by reason");
+    for reason in ["unauthorized", "too_large", "malformed", "invalid", "unavailable"] {
+        metrics::counter!("tributary_batches_rejected_total", "reason" => reason).absolute(0);
+    }
+}

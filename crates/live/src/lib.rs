@@ -8,3 +8,13 @@ mod queue;
 
 pub use hub::{Hub, HubConfig, SubscribeError, Subscription};
 pub use queue::{Event, Update};
+
+/// Registers the hub's metrics so they are exported (at zero) from the start.
+pub fn describe_metrics() {
+    metrics::describe_gauge!("tributary_live_clients", "Connected live clients");
+    metrics::describe_counter!("tributary_live_updates_total", "Updates queued to live clients");
+    metrics::describe_counter!("tributary_live_lagged_total", "Times a live client fell behind and updates coalesced");
+    metrics::gauge!("tributary_live_clients").set(0.0);
+    metrics::counter!("tributary_live_updates_total").absolute(0);
+    metrics::counter!("tributary_live_lagged_total").absolute(0);
+}

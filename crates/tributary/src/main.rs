@@ -1,1 +1,58 @@
-fn main(){}
+//! The `tributary` command: a thin CLI over the library crates.
+
+mod bootstrap;
+mod config;
+mod logging;
+mod serve;
+mod sinks;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigArgs, Config};
+
+/// Tributary: the IoT telemetry platform in one binary.
+#[derive(Parser)]
+#[command(name = "tributary", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the all-in-one server (embedded storage, no other service needed).
+    Serve(ConfigArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (file < environment < flags), secrets masked.
+    Show(ConfigArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => Config::load(&args).and_then(serve::run),
+        Command::Config {
+            command: ConfigCommand::Show(args),
+        } => Config::load(&args).and_then(|c| {
+            print!("{}", c.show()?);
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Errors as `application/problem+json` (RFC 9457) with a stable `type`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error: becomes a problem+json response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    /// Stable identifier of the kind of problem, e.g. `/problems/invalid-payload`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind of problem.
+    pub title: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+    /// What exactly was wrong, for a human.
+    pub detail: String,
+    /// The offending field, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds to wait before retrying, for 429 and 503.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A problem of `slug` kind with `status`.
+    pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// Names the offending field.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+    }
+
+    /// 400: the body is not valid JSON of the expected shape.
+    pub fn invalid_json(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-json", "Invalid JSON body", detail)
+    }
+
+    /// 400: a device payload was rejected.
+    pub fn invalid_payload(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-payload", "Invalid telemetry payload", detail)
+    }
+
+    /// 400: a field fails validation.
+    pub fn validation(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation", "Validation failed", detail).with_field(field)
+    }
+
+    /// 401: no valid credential.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+    }
+
+    /// 403: valid credential, not allowed.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    /// 404: no such resource (in the caller's tenant).
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 409: conflicts with existing state.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+    }
+
+    /// 413: body over the configured limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// 503: cannot serve now; retry later.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail);
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// 500: a fault of the server; details go to the log, not the client.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+            "the server failed to handle the request; see its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+impl From<tributary_store::StoreError> for ApiError {
+    fn from(e: tributary_store::StoreError) -> Self {
+        match e {
+            tributary_store::StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<tributary_auth::AuthError> for ApiError {
+    fn from(e: tributary_auth::AuthError) -> Self {
+        use tributary_auth::AuthError as A;
+        match e {
+            A::BadCredentials | A::InvalidToken | A::TokenReuse | A::NoTenant => ApiError::unauthorized(e.to_string()),
+            A::Store(s) => s.into(),
+            A::Internal(_) => ApiError::internal(e),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Telemetry queries: raw ranges, aggregates per interval, latest values.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json_};
+use tributary_auth::policy::Action;
+use tributary_model::time::{ms_to_ns, ns_to_ms, MAX_MS, NANOS_PER_MS};
+use tributary_store::{AggQuery, Aggregate, Order, RawQuery, Sample};
+
+use super::devices::device_id;
+use crate::extract::Auth;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct HistoryParams {
+    keys: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    order: Option<String>,
+    agg: Option<String>,
+    interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LatestParams {
+    keys: Option<String>,
+}
+
+fn parse_keys(raw: Option<&str>) -> Vec<String> {
+    raw.map(|k| {
+        k.split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn parse_ms(field: &str, raw: Option<&str>, default: i64) -> Result<i64, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    let ms: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::validation(field, format!("{field} must be milliseconds since the epoch, got {raw:?}")))?;
+    ms_to_ns(ms).ok_or_else(|| ApiError::validation(field, format!("{field} must be within 0..={MAX_MS}")))
+}
+
+fn sample_json(s: &Sample) -> Json_ {
+    json!({"ts": ns_to_ms(s.ts), "value": s.value.to_json()})
+}
+
+/// `GET /api/v1/devices/{id}/telemetry?keys=&from=&to=&limit=&order=&agg=&interval=`
+pub async fn history(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Map<String, Json_>>, ApiError> {
+    let p = auth.require(Action::ReadDevices)?;
+    let Query(q) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = device_id(&id)?;
+    if s.meta.get_device(p.tenant, id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no device {id}")));
+    }
+    let from = parse_ms("from", q.from.as_deref(), 0)?;
+    // The default upper bound reaches the last whole millisecond representable.
+    let to = parse_ms("to", q.to.as_deref(), MAX_MS * NANOS_PER_MS)?;
+    if from > to {
+        return Err(ApiError::validation("from", "from must not be after to"));
+    }
+    let limit = match q.limit.as_deref() {
+        None => s.config.default_query_limit,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=s.config.max_query_limit).contains(l))
+            .ok_or_else(|| {
+                ApiError::validation("limit", format!("limit must be between 1 and {}", s.config.max_query_limit))
+            })?,
+    };
+    let order = match q.order.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(other) => return Err(ApiError::validation("order", format!("order must be asc or desc, got {other:?}"))),
+    };
+    let range = RawQuery {
+        keys: parse_keys(q.keys.as_deref()),
+        from,
+        to,
+        limit,
+        order,
+    };
+    s.catch_up().await;
+    let result = match (q.agg.as_deref(), q.interval.as_deref()) {
+        (None, None) => s.series.query(p.tenant, id, &range).await?,
+        (Some(agg), interval) => {
+            let agg: Aggregate = agg.parse().map_err(|e: String| ApiError::validation("agg", e))?;
+            let interval = interval
+                .ok_or_else(|| ApiError::validation("interval", "agg needs interval (milliseconds)"))?;
+            let interval_ms = interval
+                .parse::<i64>()
+                .ok()
+                .filter(|i| (1..=MAX_MS).contains(i))
+                .ok_or_else(|| ApiError::validation("interval", "interval must be a positive number of milliseconds"))?;
+            s.series
+                .aggregate(p.tenant, id, &AggQuery { range, agg, interval: interval_ms * NANOS_PER_MS })
+                .await?
+        }
+        (None, Some(_)) => return Err(ApiError::validation("agg", "interval needs agg (avg, min, max, sum or count)")),
+    };
+    Ok(Json(
+        result
+            .into_iter()
+            .map(|(k, samples)| (k, Json_::Array(samples.iter().map(sample_json).collect())))
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/devices/{id}/latest?keys=`
+pub async fn latest(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    params: Result<Query<LatestParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<BTreeMap<String, Json_>>, ApiError> {
+    let p = auth.require(Action::ReadDevices)?;
+    let Query(q) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = device_id(&id)?;
+    if s.meta.get_device(p.tenant, id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no device {id}")));
+    }
+    s.catch_up().await;
+    let latest = s.series.latest(p.tenant, id, &parse_keys(q.keys.as_deref())).await?;
+    Ok(Json(latest.iter().map(|(k, v)| (k.clone(), sample_json(v))).collect()))
+}

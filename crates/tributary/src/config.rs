@@ -1,0 +1,224 @@
+//! Configuration: defaults < TOML file (`--config`) < `TRIBUTARY_*` environment < flags.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Flags shared by `serve` and `config show`; each overrides its config key.
+#[derive(Args, Debug, Default, Serialize)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "TRIBUTARY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Where data lives (default ./tributary-data).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listen address; port 0 picks a free port (default 127.0.0.1:8080).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<String>,
+    /// MQTT listen address (default 127.0.0.1:1883).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_listen: Option<String>,
+    /// Log filter, e.g. `info` or `tributary=debug,info`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How logs are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The effective configuration. Every key can be set in the TOML file or as
+/// `TRIBUTARY_<KEY>` (upper case) in the environment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory of all data (metadata, write-ahead log, series).
+    pub data_dir: PathBuf,
+    /// HTTP listen address (REST, device API, live WebSocket, metrics).
+    pub http_listen: String,
+    /// MQTT listen address (reserved for the MQTT listener).
+    pub mqtt_listen: String,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log: String,
+    /// Log format.
+    pub log_format: LogFormat,
+
+    /// Email of the admin user created on first start.
+    pub admin_email: String,
+    /// Password of that admin user; generated and printed once when unset.
+    pub admin_password: Option<String>,
+    /// Name of the tenant created on first start.
+    pub tenant_name: String,
+    /// Secret that signs access tokens; generated into the data directory when unset.
+    pub jwt_secret: Option<String>,
+    /// Access token lifetime (seconds).
+    pub access_token_ttl_secs: i64,
+    /// Refresh token lifetime (seconds).
+    pub refresh_token_ttl_secs: i64,
+    /// Device credentials cached in memory.
+    pub device_cache_entries: usize,
+
+    /// Largest HTTP request body (bytes).
+    pub http_max_body_bytes: usize,
+    /// Longest telemetry key (bytes).
+    pub max_key_bytes: usize,
+    /// Longest string value (bytes).
+    pub max_string_bytes: usize,
+    /// Most points in one batch.
+    pub max_points_per_batch: usize,
+    /// Samples per key a query returns when it names no limit.
+    pub query_default_limit: u32,
+    /// Most samples per key one query may return.
+    pub query_max_limit: u32,
+    /// Longest a query waits for the store to hold every acknowledged write (ms).
+    pub query_catch_up_ms: u64,
+
+    /// Write-ahead log segment size (bytes).
+    pub wal_segment_bytes: u64,
+    /// Most batch bytes written with one fsync.
+    pub wal_group_bytes: usize,
+    /// Append requests that may wait for the log writer.
+    pub wal_queue: usize,
+    /// Committed groups that may wait for the series store.
+    pub sink_queue_groups: usize,
+
+    /// Updates a live client may have queued before they coalesce.
+    pub live_client_queue: usize,
+    /// Devices one live connection may subscribe to.
+    pub live_max_subscriptions: usize,
+    /// Seconds between server pings on live connections.
+    pub live_ping_secs: u64,
+    /// Largest message a live client may send (bytes).
+    pub live_max_message_bytes: usize,
+
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./tributary-data"),
+            http_listen: "127.0.0.1:8080".into(),
+            mqtt_listen: "127.0.0.1:1883".into(),
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            admin_email: "admin@tributary.local".into(),
+            admin_password: None,
+            tenant_name: "default".into(),
+            jwt_secret: None,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            device_cache_entries: 100_000,
+            http_max_body_bytes: 4 * 1024 * 1024,
+            max_key_bytes: 255,
+            max_string_bytes: 8 * 1024,
+            max_points_per_batch: 100_000,
+            query_default_limit: 100,
+            query_max_limit: 100_000,
+            query_catch_up_ms: 2_000,
+            wal_segment_bytes: 64 * 1024 * 1024,
+            wal_group_bytes: 8 * 1024 * 1024,
+            wal_queue: 4096,
+            sink_queue_groups: 64,
+            live_client_queue: 1024,
+            live_max_subscriptions: 1000,
+            live_ping_secs: 30,
+            live_max_message_bytes: 64 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+const MASK: &str = "********";
+
+impl Config {
+    /// Loads the layers in order: defaults, file, environment, flags.
+    pub fn load(args: &ConfigArgs) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &args.config {
+            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            fig = fig.merge(Toml::file(path));
+        }
+        let fig = fig
+            .merge(Env::prefixed("TRIBUTARY_").ignore(&["config"]).map(|k| k.as_str().to_ascii_lowercase().into()))
+            .merge(Serialized::defaults(args));
+        let config: Config = fig.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.access_token_ttl_secs > 0, "access_token_ttl_secs must be positive");
+        anyhow::ensure!(self.refresh_token_ttl_secs > 0, "refresh_token_ttl_secs must be positive");
+        anyhow::ensure!(self.http_max_body_bytes > 0, "http_max_body_bytes must be positive");
+        anyhow::ensure!(
+            (1..=self.query_max_limit).contains(&self.query_default_limit),
+            "query_default_limit must be between 1 and query_max_limit"
+        );
+        anyhow::ensure!(self.live_ping_secs > 0, "live_ping_secs must be positive");
+        anyhow::ensure!(self.wal_segment_bytes >= 4096, "wal_segment_bytes must be at least 4096");
+        if let Some(s) = &self.jwt_secret {
+            anyhow::ensure!(s.len() >= 32, "jwt_secret must be at least 32 characters");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, with secrets masked.
+    pub fn show(&self) -> anyhow::Result<String> {
+        let mut masked = self.clone();
+        for secret in [&mut masked.admin_password, &mut masked.jwt_secret] {
+            if secret.is_some() {
+                *secret = Some(MASK.into());
+            }
+        }
+        let mut out = toml::to_string(&masked)?;
+        for (key, unset) in [
+            ("admin_password", masked.admin_password.is_none()),
+            ("jwt_secret", masked.jwt_secret.is_none()),
+        ] {
+            if unset {
+                out.push_str(&format!("# {key}: unset (generated on first start)\n"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked() {
+        let c = Config {
+            admin_password: Some("hunter2hunter2".into()),
+            ..Config::default()
+        };
+        let shown = c.show().unwrap();
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("admin_password = \"********\""));
+        assert!(shown.contains("# jwt_secret: unset"));
+    }
+}

@@ -1,0 +1,167 @@
+//! `tributary serve`: wires stores, pipeline, hub and HTTP together, and
+//! shuts them down in order on SIGINT/SIGTERM.
+
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::sync::watch;
+use tributary_auth::{AuthConfig, Authenticator};
+use tributary_http::{AppState, HttpConfig};
+use tributary_live::{Hub, HubConfig};
+use tributary_model::ParseLimits;
+use tributary_pipeline::{Listener, Pipeline, PipelineConfig};
+use tributary_store::{MetaStore, SeriesStore, SqliteSeries};
+
+use crate::config::Config;
+use crate::sinks::SeriesSink;
+use crate::{bootstrap, logging};
+
+/// Runs the server until a shutdown signal; returns once everything is synced.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    logging::init(&config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // One server per data directory: a second one would corrupt the log.
+    let lock_path = config.data_dir.join("LOCK");
+    let lock = fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!("data directory {} is in use by another Tributary process", config.data_dir.display())
+    })?;
+
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    tributary_pipeline::describe_metrics();
+    tributary_live::describe_metrics();
+    tributary_http::describe_metrics();
+    let meta = MetaStore::open(&config.data_dir.join("meta.db")).await.context("opening metadata store")?;
+    bootstrap::first_start(&meta, &config).await?;
+    let series_store = Arc::new(SqliteSeries::open(&config.data_dir.join("series.db")).await.context("opening series store")?);
+    let series: Arc<dyn SeriesStore> = series_store.clone();
+
+    let hub = Hub::new(HubConfig {
+        client_queue: config.live_client_queue,
+        max_subscriptions: config.live_max_subscriptions,
+    });
+    let pipeline = Pipeline::start(
+        PipelineConfig {
+            dir: config.data_dir.join("wal"),
+            segment_bytes: config.wal_segment_bytes,
+            max_group_bytes: config.wal_group_bytes,
+            queue_capacity: config.wal_queue,
+            sink_queue_groups: config.sink_queue_groups,
+        },
+        Arc::new(SeriesSink(series.clone())),
+        vec![hub.clone() as Arc<dyn Listener>],
+    )
+    .await
+    .context("starting the pipeline")?;
+
+    let auth = Authenticator::new(
+        meta.clone(),
+        &bootstrap::jwt_secret(&config)?,
+        AuthConfig {
+            access_ttl_secs: config.access_token_ttl_secs,
+            refresh_ttl_secs: config.refresh_token_ttl_secs,
+            device_cache_entries: config.device_cache_entries,
+        },
+    )?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState {
+        meta: meta.clone(),
+        series,
+        pipeline: pipeline.clone(),
+        hub,
+        auth,
+        metrics,
+        config: Arc::new(HttpConfig {
+            max_body_bytes: config.http_max_body_bytes,
+            parse_limits: ParseLimits {
+                max_key_len: config.max_key_bytes,
+                max_string_len: config.max_string_bytes,
+                max_points: config.max_points_per_batch,
+            },
+            max_query_limit: config.query_max_limit,
+            default_query_limit: config.query_default_limit,
+            read_your_writes: Duration::from_millis(config.query_catch_up_ms),
+            live_ping: Duration::from_secs(config.live_ping_secs),
+            live_max_message: config.live_max_message_bytes,
+        }),
+        ready: ready.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+
+    let listener = tokio::net::TcpListener::bind(&config.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP listener on {}", config.http_listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "http listening");
+    ready.store(true, Ordering::Release);
+
+    let app = tributary_http::router(state);
+    let mut on_shutdown = shutdown_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = on_shutdown.wait_for(|down| *down).await;
+    });
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let mut after_signal = shutdown_rx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        ready.store(false, Ordering::Release);
+        let _ = shutdown_tx.send(true);
+        // Keep the sender alive until the process ends.
+        std::future::pending::<()>().await;
+    });
+    tokio::select! {
+        result = server => result.context("HTTP server failed")?,
+        _ = async {
+            let _ = after_signal.wait_for(|down| *down).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; closing"),
+    }
+
+    pipeline.shutdown().await;
+    series_store.close().await;
+    meta.close().await;
+    drop(lock);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

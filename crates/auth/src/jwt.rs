@@ -79,7 +79,10 @@ mod tests {
         let s = TokenSigner::new(b"0123456789abcdef0123456789abcdef", 60);
         let t = s.issue("u", "t", "admin").unwrap();
         let c = s.verify(&t).unwrap();
-        assert_eq!((c.sub.as_str(), c.tid.as_str(), c.role.as_str()), ("u", "t", "admin"));
+        assert_eq!(
+            (c.sub.as_str(), c.tid.as_str(), c.role.as_str()),
+            ("u", "t", "admin")
+        );
         assert!(c.exp - c.iat == 60);
         let other = TokenSigner::new(b"another secret, just as long....", 60);
         assert!(other.verify(&t).is_err());

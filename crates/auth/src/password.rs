@@ -21,7 +21,11 @@ pub fn hash(password: &str) -> Result<String, AuthError> {
 /// True when `password` matches the PHC hash; false for a malformed hash too.
 pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 

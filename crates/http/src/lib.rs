@@ -13,8 +13,17 @@ pub use state::{AppState, HttpConfig};
 
 /// Registers the HTTP layer's metrics so they are exported (at zero) from the start.
 pub fn describe_metrics() {
-    metrics::describe_counter!("tributary_batches_rejected_total", "Device batches rejected, by reason");
-    for reason in ["unauthorized", "too_large", "malformed", "invalid", "unavailable"] {
+    metrics::describe_counter!(
+        "tributary_batches_rejected_total",
+        "Device batches rejected, by reason"
+    );
+    for reason in [
+        "unauthorized",
+        "too_large",
+        "malformed",
+        "invalid",
+        "unavailable",
+    ] {
         metrics::counter!("tributary_batches_rejected_total", "reason" => reason).absolute(0);
     }
 }

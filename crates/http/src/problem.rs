@@ -26,7 +26,12 @@ pub struct ApiError {
 
 impl ApiError {
     /// A problem of `slug` kind with `status`.
-    pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             kind: format!("/problems/{slug}"),
             title,
@@ -45,27 +50,53 @@ impl ApiError {
 
     /// 400: the request is malformed.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     /// 400: the body is not valid JSON of the expected shape.
     pub fn invalid_json(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-json", "Invalid JSON body", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-json",
+            "Invalid JSON body",
+            detail,
+        )
     }
 
     /// 400: a device payload was rejected.
     pub fn invalid_payload(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-payload", "Invalid telemetry payload", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-payload",
+            "Invalid telemetry payload",
+            detail,
+        )
     }
 
     /// 400: a field fails validation.
     pub fn validation(field: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "validation", "Validation failed", detail).with_field(field)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation",
+            "Validation failed",
+            detail,
+        )
+        .with_field(field)
     }
 
     /// 401: no valid credential.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
     }
 
     /// 403: valid credential, not allowed.
@@ -95,7 +126,12 @@ impl ApiError {
 
     /// 503: cannot serve now; retry later.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail);
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        );
         e.retry_after = Some(1);
         e
     }
@@ -118,7 +154,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut res = (status, body).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -132,7 +171,9 @@ impl IntoResponse for ApiError {
 impl From<tributary_store::StoreError> for ApiError {
     fn from(e: tributary_store::StoreError) -> Self {
         match e {
-            tributary_store::StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            tributary_store::StoreError::Conflict(what) => {
+                ApiError::conflict(format!("{what} already exists"))
+            }
             other => ApiError::internal(other),
         }
     }
@@ -142,7 +183,9 @@ impl From<tributary_auth::AuthError> for ApiError {
     fn from(e: tributary_auth::AuthError) -> Self {
         use tributary_auth::AuthError as A;
         match e {
-            A::BadCredentials | A::InvalidToken | A::TokenReuse | A::NoTenant => ApiError::unauthorized(e.to_string()),
+            A::BadCredentials | A::InvalidToken | A::TokenReuse | A::NoTenant => {
+                ApiError::unauthorized(e.to_string())
+            }
             A::Store(s) => s.into(),
             A::Internal(_) => ApiError::internal(e),
         }

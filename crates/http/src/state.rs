@@ -68,7 +68,10 @@ impl AppState {
             .wait_applied(target, self.config.read_your_writes)
             .await
         {
-            tracing::warn!(target, "query served before the store caught up with the log");
+            tracing::warn!(
+                target,
+                "query served before the store caught up with the log"
+            );
         }
     }
 }

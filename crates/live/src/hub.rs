@@ -154,7 +154,10 @@ impl Subscription {
             }
         }
         if let Ok(mut registry) = self.hub.by_device.write() {
-            registry.entry(device).or_default().push(self.client.clone());
+            registry
+                .entry(device)
+                .or_default()
+                .push(self.client.clone());
         }
         Ok(())
     }
@@ -220,8 +223,16 @@ mod tests {
                 tenant,
                 device,
                 points: vec![
-                    Point { key: "a".into(), ts: 1, value: Value::Int(1) },
-                    Point { key: "b".into(), ts: 1, value: Value::Int(2) },
+                    Point {
+                        key: "a".into(),
+                        ts: 1,
+                        value: Value::Int(1),
+                    },
+                    Point {
+                        key: "b".into(),
+                        ts: 1,
+                        value: Value::Int(2),
+                    },
                 ],
             },
         })
@@ -229,12 +240,17 @@ mod tests {
 
     #[tokio::test]
     async fn subscribers_get_their_devices_keys_only() {
-        let hub = Hub::new(HubConfig { client_queue: 8, max_subscriptions: 2 });
+        let hub = Hub::new(HubConfig {
+            client_queue: 8,
+            max_subscriptions: 2,
+        });
         let (t, d, other) = (TenantId::new(), DeviceId::new(), DeviceId::new());
         let sub = hub.connect(t);
         sub.subscribe(d, &["a".to_string()]).unwrap();
         hub.on_commit(&[committed(1, t, other), committed(2, t, d)]);
-        let Some(Event::Update(u)) = sub.recv().await else { panic!() };
+        let Some(Event::Update(u)) = sub.recv().await else {
+            panic!()
+        };
         assert_eq!((u.seq, u.device, u.points.len()), (2, d, 1));
         assert_eq!(u.points[0].key, "a");
 
@@ -244,11 +260,16 @@ mod tests {
         hub.on_commit(&[committed(4, t, d)]);
         sub.subscribe(d, &[]).unwrap();
         hub.on_commit(&[committed(5, t, d)]);
-        let Some(Event::Update(u)) = sub.recv().await else { panic!() };
+        let Some(Event::Update(u)) = sub.recv().await else {
+            panic!()
+        };
         assert_eq!((u.seq, u.points.len()), (5, 2));
 
         sub.subscribe(other, &[]).unwrap();
-        assert_eq!(sub.subscribe(DeviceId::new(), &[]), Err(SubscribeError::TooMany(2)));
+        assert_eq!(
+            sub.subscribe(DeviceId::new(), &[]),
+            Err(SubscribeError::TooMany(2))
+        );
         drop(sub);
         assert!(hub.by_device.read().unwrap().is_empty(), "drop unregisters");
     }

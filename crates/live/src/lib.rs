@@ -12,8 +12,14 @@ pub use queue::{Event, Update};
 /// Registers the hub's metrics so they are exported (at zero) from the start.
 pub fn describe_metrics() {
     metrics::describe_gauge!("tributary_live_clients", "Connected live clients");
-    metrics::describe_counter!("tributary_live_updates_total", "Updates queued to live clients");
-    metrics::describe_counter!("tributary_live_lagged_total", "Times a live client fell behind and updates coalesced");
+    metrics::describe_counter!(
+        "tributary_live_updates_total",
+        "Updates queued to live clients"
+    );
+    metrics::describe_counter!(
+        "tributary_live_lagged_total",
+        "Times a live client fell behind and updates coalesced"
+    );
     metrics::gauge!("tributary_live_clients").set(0.0);
     metrics::counter!("tributary_live_updates_total").absolute(0);
     metrics::counter!("tributary_live_lagged_total").absolute(0);

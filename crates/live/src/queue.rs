@@ -104,7 +104,11 @@ mod tests {
         };
         assert_eq!(ups.len(), 1);
         assert_eq!(ups[0].seq, 4);
-        let vals: Vec<_> = ups[0].points.iter().map(|p| (p.key.as_str(), p.value.clone())).collect();
+        let vals: Vec<_> = ups[0]
+            .points
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.clone()))
+            .collect();
         assert_eq!(vals, vec![("a", Value::Int(4)), ("b", Value::Int(2))]);
         assert_eq!(q.pop(), None);
         assert!(!q.push(update(5, d, "a", 5), 2));

@@ -94,7 +94,9 @@ pub fn parse_telemetry(
     match json {
         serde_json::Value::Array(items) => {
             if items.is_empty() {
-                return Err(ParseError::Size("empty array: no telemetry to store".into()));
+                return Err(ParseError::Size(
+                    "empty array: no telemetry to store".into(),
+                ));
             }
             for (i, item) in items.into_iter().enumerate() {
                 match item {
@@ -304,7 +306,10 @@ mod tests {
             ("[]", "empty array"),
             ("{}", "no telemetry"),
             (r#"{"a":null}"#, "unsupported value for key \"a\": null"),
-            (r#"{"a":{"b":1}}"#, "unsupported value for key \"a\": an object"),
+            (
+                r#"{"a":{"b":1}}"#,
+                "unsupported value for key \"a\": an object",
+            ),
             (r#"{"a":[1]}"#, "an array"),
             (r#"{"":1}"#, "keys must not be empty"),
             (r#"{"a":18446744073709551615}"#, "does not fit"),
@@ -313,12 +318,18 @@ mod tests {
             (r#"{"ts":1.5,"values":{"a":1}}"#, "whole number"),
             (r#"{"values":{"a":1}}"#, "must also carry \"ts\""),
             (r#"{"ts":1,"temp":2}"#, "without \"values\""),
-            (r#"{"ts":1,"values":{"a":1},"x":2}"#, "unexpected field \"x\""),
+            (
+                r#"{"ts":1,"values":{"a":1},"x":2}"#,
+                "unexpected field \"x\"",
+            ),
             (r#"[{"a":1}, 3]"#, "array element 1 is a number"),
         ];
         for (body, want) in cases {
             let err = parse(body).expect_err(body).to_string();
-            assert!(err.contains(want), "{body}: {err:?} does not contain {want:?}");
+            assert!(
+                err.contains(want),
+                "{body}: {err:?} does not contain {want:?}"
+            );
         }
     }
 
@@ -331,8 +342,14 @@ mod tests {
         };
         let p = |s: &str| parse_telemetry(s.as_bytes(), NOW, &limits);
         assert!(matches!(p(r#"{"abcd":1}"#), Err(ParseError::Key { .. })));
-        assert!(matches!(p(r#"{"a":"12345"}"#), Err(ParseError::InvalidValue { .. })));
-        assert!(matches!(p(r#"{"a":1,"b":2,"c":3}"#), Err(ParseError::Size(_))));
+        assert!(matches!(
+            p(r#"{"a":"12345"}"#),
+            Err(ParseError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            p(r#"{"a":1,"b":2,"c":3}"#),
+            Err(ParseError::Size(_))
+        ));
         assert_eq!(p(r#"{"a":1,"b":2}"#).unwrap().len(), 2);
     }
 

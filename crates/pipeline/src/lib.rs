@@ -13,10 +13,22 @@ pub use wal::WalError;
 /// Registers the pipeline's metrics so they are exported (at zero) from the start.
 pub fn describe_metrics() {
     metrics::describe_counter!("tributary_points_accepted_total", "Points durably accepted");
-    metrics::describe_counter!("tributary_batches_accepted_total", "Batches durably accepted");
-    metrics::describe_counter!("tributary_wal_fsyncs_total", "Write-ahead log fsyncs (one per commit group)");
-    metrics::describe_counter!("tributary_wal_bytes_total", "Bytes written to the write-ahead log");
-    metrics::describe_histogram!("tributary_wal_fsync_seconds", "Time to write and fsync one commit group");
+    metrics::describe_counter!(
+        "tributary_batches_accepted_total",
+        "Batches durably accepted"
+    );
+    metrics::describe_counter!(
+        "tributary_wal_fsyncs_total",
+        "Write-ahead log fsyncs (one per commit group)"
+    );
+    metrics::describe_counter!(
+        "tributary_wal_bytes_total",
+        "Bytes written to the write-ahead log"
+    );
+    metrics::describe_histogram!(
+        "tributary_wal_fsync_seconds",
+        "Time to write and fsync one commit group"
+    );
     for name in [
         "tributary_points_accepted_total",
         "tributary_batches_accepted_total",

@@ -22,7 +22,13 @@ impl Sink for MemorySink {
         Ok(())
     }
     async fn applied_lsn(&self) -> Result<u64, SinkError> {
-        Ok(self.applied.lock().unwrap().last().map(|e| e.0).unwrap_or(0))
+        Ok(self
+            .applied
+            .lock()
+            .unwrap()
+            .last()
+            .map(|e| e.0)
+            .unwrap_or(0))
     }
 }
 
@@ -62,13 +68,19 @@ async fn concurrent_appends_get_distinct_ordered_lsns_and_reach_sink_and_listene
     let dir = tempfile::tempdir().unwrap();
     let sink = Arc::new(MemorySink::default());
     let listener = Arc::new(CountingListener::default());
-    let p = Pipeline::start(config(dir.path(), 1 << 20), sink.clone(), vec![listener.clone()])
-        .await
-        .unwrap();
+    let p = Pipeline::start(
+        config(dir.path(), 1 << 20),
+        sink.clone(),
+        vec![listener.clone()],
+    )
+    .await
+    .unwrap();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let p = p.clone();
-        tasks.push(tokio::spawn(async move { p.append(batch(i)).await.unwrap() }));
+        tasks.push(tokio::spawn(
+            async move { p.append(batch(i)).await.unwrap() },
+        ));
     }
     let mut lsns = Vec::new();
     for t in tasks {
@@ -78,10 +90,17 @@ async fn concurrent_appends_get_distinct_ordered_lsns_and_reach_sink_and_listene
     assert_eq!(lsns, (1..=200).collect::<Vec<_>>());
     assert!(p.wait_applied(200, Duration::from_secs(5)).await);
     let applied: Vec<u64> = sink.applied.lock().unwrap().iter().map(|e| e.0).collect();
-    assert_eq!(applied, (1..=200).collect::<Vec<_>>(), "sink sees log order");
+    assert_eq!(
+        applied,
+        (1..=200).collect::<Vec<_>>(),
+        "sink sees log order"
+    );
     assert_eq!(listener.0.lock().unwrap().len(), 200);
     p.shutdown().await;
-    assert!(p.append(batch(0)).await.is_err(), "closed pipeline refuses appends");
+    assert!(
+        p.append(batch(0)).await.is_err(),
+        "closed pipeline refuses appends"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +109,9 @@ async fn unapplied_entries_are_replayed_and_a_torn_tail_is_cut() {
     let wal_dir = dir.path().join("wal");
     {
         let sink = Arc::new(MemorySink::default());
-        let p = Pipeline::start(config(&wal_dir, 1 << 20), sink, vec![]).await.unwrap();
+        let p = Pipeline::start(config(&wal_dir, 1 << 20), sink, vec![])
+            .await
+            .unwrap();
         for i in 0..10 {
             p.append(batch(i)).await.unwrap();
         }
@@ -109,7 +130,9 @@ async fn unapplied_entries_are_replayed_and_a_torn_tail_is_cut() {
 
     // A fresh sink has applied nothing: all ten come back, in order, and the tail is cut.
     let sink = Arc::new(MemorySink::default());
-    let p = Pipeline::start(config(&wal_dir, 1 << 20), sink.clone(), vec![]).await.unwrap();
+    let p = Pipeline::start(config(&wal_dir, 1 << 20), sink.clone(), vec![])
+        .await
+        .unwrap();
     let replayed: Vec<i64> = sink
         .applied
         .lock()
@@ -118,9 +141,15 @@ async fn unapplied_entries_are_replayed_and_a_torn_tail_is_cut() {
         .map(|(_, b)| b.points[0].ts)
         .collect();
     assert_eq!(replayed, (0..10).collect::<Vec<_>>());
-    assert_eq!(p.append(batch(10)).await.unwrap(), 11, "LSNs continue after recovery");
+    assert_eq!(
+        p.append(batch(10)).await.unwrap(),
+        11,
+        "LSNs continue after recovery"
+    );
     p.shutdown().await;
-    assert!(std::fs::metadata(&seg).map(|m| m.len() as usize <= good_len).unwrap_or(true));
+    assert!(std::fs::metadata(&seg)
+        .map(|m| m.len() as usize <= good_len)
+        .unwrap_or(true));
 }
 
 #[tokio::test]
@@ -128,16 +157,27 @@ async fn applied_segments_are_deleted_and_lsns_survive_it() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Arc::new(MemorySink::default());
     // Tiny segments: every group rolls a new one.
-    let p = Pipeline::start(config(dir.path(), 64), sink.clone(), vec![]).await.unwrap();
+    let p = Pipeline::start(config(dir.path(), 64), sink.clone(), vec![])
+        .await
+        .unwrap();
     for i in 0..50 {
         let lsn = p.append(batch(i)).await.unwrap();
         assert!(p.wait_applied(lsn, Duration::from_secs(5)).await);
     }
     p.shutdown().await;
     let segments = std::fs::read_dir(dir.path()).unwrap().count();
-    assert!(segments < 10, "applied segments are removed, {segments} left");
-    let p = Pipeline::start(config(dir.path(), 64), sink.clone(), vec![]).await.unwrap();
+    assert!(
+        segments < 10,
+        "applied segments are removed, {segments} left"
+    );
+    let p = Pipeline::start(config(dir.path(), 64), sink.clone(), vec![])
+        .await
+        .unwrap();
     assert_eq!(p.append(batch(99)).await.unwrap(), 51);
     p.shutdown().await;
-    assert_eq!(sink.applied.lock().unwrap().len(), 51, "nothing replayed twice");
+    assert_eq!(
+        sink.applied.lock().unwrap().len(),
+        51,
+        "nothing replayed twice"
+    );
 }

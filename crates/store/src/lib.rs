@@ -7,8 +7,8 @@ pub mod series;
 mod sqlite;
 
 pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
-pub use series::{AggQuery, Aggregate, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 pub use series::sqlite::SqliteSeries;
+pub use series::{AggQuery, Aggregate, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 
 /// Errors of the stores.
 #[derive(Debug, thiserror::Error)]

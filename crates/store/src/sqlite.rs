@@ -28,7 +28,9 @@ pub(crate) async fn open(path: &Path, max_connections: u32) -> Result<SqlitePool
 
 /// Applies the numbered schema steps that `PRAGMA user_version` says are missing.
 pub(crate) async fn migrate(pool: &SqlitePool, steps: &[&str]) -> Result<(), StoreError> {
-    let (version,): (i64,) = sqlx::query_as("PRAGMA user_version").fetch_one(pool).await?;
+    let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
+        .fetch_one(pool)
+        .await?;
     for (i, step) in steps.iter().enumerate().skip(version.max(0) as usize) {
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(step).execute(&mut *tx).await?;

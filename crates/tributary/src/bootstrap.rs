@@ -49,8 +49,10 @@ pub fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     }
     let path = config.data_dir.join("jwt.secret");
     if path.exists() {
-        let hex_secret = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        return hex::decode(hex_secret.trim()).with_context(|| format!("{} is not hex", path.display()));
+        let hex_secret =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return hex::decode(hex_secret.trim())
+            .with_context(|| format!("{} is not hex", path.display()));
     }
     let mut secret = vec![0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -66,7 +68,9 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(data)?;
     f.sync_all()?;
     Ok(())

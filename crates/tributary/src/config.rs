@@ -158,11 +158,19 @@ impl Config {
     pub fn load(args: &ConfigArgs) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &args.config {
-            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
             fig = fig.merge(Toml::file(path));
         }
         let fig = fig
-            .merge(Env::prefixed("TRIBUTARY_").ignore(&["config"]).map(|k| k.as_str().to_ascii_lowercase().into()))
+            .merge(
+                Env::prefixed("TRIBUTARY_")
+                    .ignore(&["config"])
+                    .map(|k| k.as_str().to_ascii_lowercase().into()),
+            )
             .merge(Serialized::defaults(args));
         let config: Config = fig.extract().context("invalid configuration")?;
         config.validate()?;
@@ -170,15 +178,27 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.access_token_ttl_secs > 0, "access_token_ttl_secs must be positive");
-        anyhow::ensure!(self.refresh_token_ttl_secs > 0, "refresh_token_ttl_secs must be positive");
-        anyhow::ensure!(self.http_max_body_bytes > 0, "http_max_body_bytes must be positive");
+        anyhow::ensure!(
+            self.access_token_ttl_secs > 0,
+            "access_token_ttl_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.refresh_token_ttl_secs > 0,
+            "refresh_token_ttl_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.http_max_body_bytes > 0,
+            "http_max_body_bytes must be positive"
+        );
         anyhow::ensure!(
             (1..=self.query_max_limit).contains(&self.query_default_limit),
             "query_default_limit must be between 1 and query_max_limit"
         );
         anyhow::ensure!(self.live_ping_secs > 0, "live_ping_secs must be positive");
-        anyhow::ensure!(self.wal_segment_bytes >= 4096, "wal_segment_bytes must be at least 4096");
+        anyhow::ensure!(
+            self.wal_segment_bytes >= 4096,
+            "wal_segment_bytes must be at least 4096"
+        );
         if let Some(s) = &self.jwt_secret {
             anyhow::ensure!(s.len() >= 32, "jwt_secret must be at least 32 characters");
         }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ConfigArgs, Config};
+use crate::config::{Config, ConfigArgs};
 
 /// Tributary: the IoT telemetry platform in one binary.
 #[derive(Parser)]

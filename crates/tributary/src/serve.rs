@@ -35,9 +35,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     // One server per data directory: a second one would corrupt the log.
     let lock_path = config.data_dir.join("LOCK");
-    let lock = fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    let lock = fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
     lock.try_lock().map_err(|_| {
-        anyhow::anyhow!("data directory {} is in use by another Tributary process", config.data_dir.display())
+        anyhow::anyhow!(
+            "data directory {} is in use by another Tributary process",
+            config.data_dir.display()
+        )
     })?;
 
     let metrics = PrometheusBuilder::new()
@@ -46,9 +50,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tributary_pipeline::describe_metrics();
     tributary_live::describe_metrics();
     tributary_http::describe_metrics();
-    let meta = MetaStore::open(&config.data_dir.join("meta.db")).await.context("opening metadata store")?;
+    let meta = MetaStore::open(&config.data_dir.join("meta.db"))
+        .await
+        .context("opening metadata store")?;
     bootstrap::first_start(&meta, &config).await?;
-    let series_store = Arc::new(SqliteSeries::open(&config.data_dir.join("series.db")).await.context("opening series store")?);
+    let series_store = Arc::new(
+        SqliteSeries::open(&config.data_dir.join("series.db"))
+            .await
+            .context("opening series store")?,
+    );
     let series: Arc<dyn SeriesStore> = series_store.clone();
 
     let hub = Hub::new(HubConfig {

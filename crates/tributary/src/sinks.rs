@@ -23,6 +23,9 @@ impl Sink for SeriesSink {
     }
 
     async fn applied_lsn(&self) -> Result<u64, SinkError> {
-        self.0.applied_lsn().await.map_err(|e| SinkError(e.to_string()))
+        self.0
+            .applied_lsn()
+            .await
+            .map_err(|e| SinkError(e.to_string()))
     }
 }

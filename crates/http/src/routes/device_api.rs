@@ -23,14 +23,22 @@ pub async fn telemetry(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let limit = s.config.max_body_bytes;
-    let device = s
-        .auth
-        .device(&token)
-        .await?
-        .ok_or_else(|| rejected("unauthorized", ApiError::unauthorized("unknown device access token")))?;
-    let bytes = read_body(&headers, body, limit)
-        .await
-        .map_err(|e| rejected(if e.status == 413 { "too_large" } else { "malformed" }, e))?;
+    let device = s.auth.device(&token).await?.ok_or_else(|| {
+        rejected(
+            "unauthorized",
+            ApiError::unauthorized("unknown device access token"),
+        )
+    })?;
+    let bytes = read_body(&headers, body, limit).await.map_err(|e| {
+        rejected(
+            if e.status == 413 {
+                "too_large"
+            } else {
+                "malformed"
+            },
+            e,
+        )
+    })?;
     let points = parse_telemetry(&bytes, now_ns(), &s.config.parse_limits).map_err(|e| {
         let reason = match e {
             tributary_model::ParseError::Json(_) => "malformed",
@@ -48,6 +56,11 @@ pub async fn telemetry(
             points,
         })
         .await
-        .map_err(|e| rejected("unavailable", ApiError::unavailable(format!("telemetry not stored: {e}"))))?;
+        .map_err(|e| {
+            rejected(
+                "unavailable",
+                ApiError::unavailable(format!("telemetry not stored: {e}")),
+            )
+        })?;
     Ok(StatusCode::OK)
 }

@@ -67,13 +67,22 @@ pub struct DeviceList {
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.trim().is_empty() {
-        return Err(ApiError::validation(field, format!("{field} must not be empty")));
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if value.chars().count() > max {
-        return Err(ApiError::validation(field, format!("{field} must be at most {max} characters")));
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::validation(field, format!("{field} must not contain control characters")));
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(())
 }
@@ -112,7 +121,11 @@ pub async fn create(
     let location = format!("/api/v1/devices/{}", device.id);
     let mut view = DeviceView::from(device);
     view.access_token = Some(token);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    ))
 }
 
 /// `GET /api/v1/devices?limit=&cursor=`
@@ -125,12 +138,18 @@ pub async fn list(
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation("limit", "limit must be between 1 and 1000"));
+        return Err(ApiError::validation(
+            "limit",
+            "limit must be between 1 and 1000",
+        ));
     }
     let after = params
         .cursor
         .as_deref()
-        .map(|c| c.parse().map_err(|_| ApiError::validation("cursor", "cursor is not one this API returned")))
+        .map(|c| {
+            c.parse()
+                .map_err(|_| ApiError::validation("cursor", "cursor is not one this API returned"))
+        })
         .transpose()?;
     let devices = s.meta.list_devices(p.tenant, after, limit).await?;
     let next_cursor = (devices.len() == limit as usize)

@@ -56,10 +56,16 @@ pub async fn websocket(
     let token = bearer(&headers)
         .map(str::to_string)
         .or(params.token)
-        .ok_or_else(|| ApiError::unauthorized("missing credentials: send Authorization: Bearer <token> or ?token="))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing credentials: send Authorization: Bearer <token> or ?token=",
+            )
+        })?;
     let auth = Auth(s.auth.principal(&token)?);
     auth.require(Action::ReadDevices)?;
-    let ws = ws.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {}", e.body_text())))?;
+    let ws = ws.map_err(|e| {
+        ApiError::bad_request(format!("expected a WebSocket upgrade: {}", e.body_text()))
+    })?;
     let principal = auth.0;
     Ok(ws
         .max_message_size(s.config.live_max_message)
@@ -73,7 +79,9 @@ fn error_msg(code: &str, detail: impl Into<String>) -> Json_ {
 fn update_msg(u: &Update) -> Json_ {
     let mut points: Map<String, Json_> = Map::new();
     for p in &u.points {
-        let entry = points.entry(p.key.clone()).or_insert_with(|| Json_::Array(Vec::new()));
+        let entry = points
+            .entry(p.key.clone())
+            .or_insert_with(|| Json_::Array(Vec::new()));
         if let Json_::Array(list) = entry {
             list.push(json!({"ts": ns_to_ms(p.ts), "value": p.value.to_json()}));
         }
@@ -94,7 +102,12 @@ async fn session(s: AppState, principal: Principal, socket: WebSocket) {
     tokio::pin!(expiry);
     let mut shutdown = s.shutdown.clone();
 
-    let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    let close = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
     loop {
         let outgoing: Vec<Json_> = tokio::select! {
             msg = rx.next() => match msg {
@@ -131,7 +144,11 @@ async fn session(s: AppState, principal: Principal, socket: WebSocket) {
             }
         };
         for msg in outgoing {
-            if tx.send(Message::Text(msg.to_string().into())).await.is_err() {
+            if tx
+                .send(Message::Text(msg.to_string().into()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -171,12 +188,17 @@ async fn handle(
             if sub.unsubscribe(id) {
                 vec![json!({"type": "unsubscribed", "device": id.to_string()})]
             } else {
-                vec![error_msg("not_subscribed", format!("not subscribed to {id}"))]
+                vec![error_msg(
+                    "not_subscribed",
+                    format!("not subscribed to {id}"),
+                )]
             }
         }
         ClientMessage::Subscribe { device, keys } => {
             let not_found = || vec![error_msg("not_found", format!("no device {device:?}"))];
-            let Ok(id) = device.parse::<DeviceId>() else { return not_found() };
+            let Ok(id) = device.parse::<DeviceId>() else {
+                return not_found();
+            };
             match s.meta.get_device(principal.tenant, id).await {
                 Ok(Some(_)) => {}
                 Ok(None) => return not_found(),
@@ -184,7 +206,10 @@ async fn handle(
             }
             // Subscribe first, then read the snapshot: nothing falls between them.
             if let Err(SubscribeError::TooMany(n)) = sub.subscribe(id, &keys) {
-                return vec![error_msg("too_many_subscriptions", format!("at most {n} subscriptions per connection"))];
+                return vec![error_msg(
+                    "too_many_subscriptions",
+                    format!("at most {n} subscriptions per connection"),
+                )];
             }
             s.catch_up().await;
             let seq = s.pipeline.applied_lsn();
@@ -193,9 +218,16 @@ async fn handle(
                     covered.insert(id, seq);
                     let values: Map<String, Json_> = latest
                         .iter()
-                        .map(|(k, v)| (k.clone(), json!({"ts": ns_to_ms(v.ts), "value": v.value.to_json()})))
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                json!({"ts": ns_to_ms(v.ts), "value": v.value.to_json()}),
+                            )
+                        })
                         .collect();
-                    vec![json!({"type": "snapshot", "device": id.to_string(), "seq": seq, "values": values})]
+                    vec![
+                        json!({"type": "snapshot", "device": id.to_string(), "seq": seq, "values": values}),
+                    ]
                 }
                 Err(e) => vec![error_msg("internal", ApiError::internal(e).detail)],
             }

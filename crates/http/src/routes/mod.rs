@@ -24,7 +24,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/devices", post(devices::create).get(devices::list))
-        .route("/api/v1/devices/{id}", get(devices::get).delete(devices::delete))
+        .route(
+            "/api/v1/devices/{id}",
+            get(devices::get).delete(devices::delete),
+        )
         .route("/api/v1/devices/{id}/token", post(devices::rotate_token))
         .route("/api/v1/devices/{id}/telemetry", get(telemetry::history))
         .route("/api/v1/devices/{id}/latest", get(telemetry::latest))

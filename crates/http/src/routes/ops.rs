@@ -25,7 +25,9 @@ pub async fn readyz(State(s): State<AppState>) -> Result<impl IntoResponse, ApiE
         .map_err(|e| ApiError::unavailable(format!("metadata store: {e}")))?;
     Ok((
         StatusCode::OK,
-        Json(json!({"status": "ready", "committed_lsn": s.pipeline.committed_lsn(), "applied_lsn": s.pipeline.applied_lsn()})),
+        Json(
+            json!({"status": "ready", "committed_lsn": s.pipeline.committed_lsn(), "applied_lsn": s.pipeline.applied_lsn()}),
+        ),
     ))
 }
 

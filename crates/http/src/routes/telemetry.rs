@@ -44,10 +44,14 @@ fn parse_keys(raw: Option<&str>) -> Vec<String> {
 
 fn parse_ms(field: &str, raw: Option<&str>, default: i64) -> Result<i64, ApiError> {
     let Some(raw) = raw else { return Ok(default) };
-    let ms: i64 = raw
-        .parse()
-        .map_err(|_| ApiError::validation(field, format!("{field} must be milliseconds since the epoch, got {raw:?}")))?;
-    ms_to_ns(ms).ok_or_else(|| ApiError::validation(field, format!("{field} must be within 0..={MAX_MS}")))
+    let ms: i64 = raw.parse().map_err(|_| {
+        ApiError::validation(
+            field,
+            format!("{field} must be milliseconds since the epoch, got {raw:?}"),
+        )
+    })?;
+    ms_to_ns(ms)
+        .ok_or_else(|| ApiError::validation(field, format!("{field} must be within 0..={MAX_MS}")))
 }
 
 fn sample_json(s: &Sample) -> Json_ {
@@ -80,13 +84,21 @@ pub async fn history(
             .ok()
             .filter(|l| (1..=s.config.max_query_limit).contains(l))
             .ok_or_else(|| {
-                ApiError::validation("limit", format!("limit must be between 1 and {}", s.config.max_query_limit))
+                ApiError::validation(
+                    "limit",
+                    format!("limit must be between 1 and {}", s.config.max_query_limit),
+                )
             })?,
     };
     let order = match q.order.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("desc") => Order::Desc,
         Some("asc") => Order::Asc,
-        Some(other) => return Err(ApiError::validation("order", format!("order must be asc or desc, got {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::validation(
+                "order",
+                format!("order must be asc or desc, got {other:?}"),
+            ))
+        }
     };
     let range = RawQuery {
         keys: parse_keys(q.keys.as_deref()),
@@ -99,19 +111,40 @@ pub async fn history(
     let result = match (q.agg.as_deref(), q.interval.as_deref()) {
         (None, None) => s.series.query(p.tenant, id, &range).await?,
         (Some(agg), interval) => {
-            let agg: Aggregate = agg.parse().map_err(|e: String| ApiError::validation("agg", e))?;
-            let interval = interval
-                .ok_or_else(|| ApiError::validation("interval", "agg needs interval (milliseconds)"))?;
+            let agg: Aggregate = agg
+                .parse()
+                .map_err(|e: String| ApiError::validation("agg", e))?;
+            let interval = interval.ok_or_else(|| {
+                ApiError::validation("interval", "agg needs interval (milliseconds)")
+            })?;
             let interval_ms = interval
                 .parse::<i64>()
                 .ok()
                 .filter(|i| (1..=MAX_MS).contains(i))
-                .ok_or_else(|| ApiError::validation("interval", "interval must be a positive number of milliseconds"))?;
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        "interval",
+                        "interval must be a positive number of milliseconds",
+                    )
+                })?;
             s.series
-                .aggregate(p.tenant, id, &AggQuery { range, agg, interval: interval_ms * NANOS_PER_MS })
+                .aggregate(
+                    p.tenant,
+                    id,
+                    &AggQuery {
+                        range,
+                        agg,
+                        interval: interval_ms * NANOS_PER_MS,
+                    },
+                )
                 .await?
         }
-        (None, Some(_)) => return Err(ApiError::validation("agg", "interval needs agg (avg, min, max, sum or count)")),
+        (None, Some(_)) => {
+            return Err(ApiError::validation(
+                "agg",
+                "interval needs agg (avg, min, max, sum or count)",
+            ))
+        }
     };
     Ok(Json(
         result
@@ -135,6 +168,14 @@ pub async fn latest(
         return Err(ApiError::not_found(format!("no device {id}")));
     }
     s.catch_up().await;
-    let latest = s.series.latest(p.tenant, id, &parse_keys(q.keys.as_deref())).await?;
-    Ok(Json(latest.iter().map(|(k, v)| (k.clone(), sample_json(v))).collect()))
+    let latest = s
+        .series
+        .latest(p.tenant, id, &parse_keys(q.keys.as_deref()))
+        .await?;
+    Ok(Json(
+        latest
+            .iter()
+            .map(|(k, v)| (k.clone(), sample_json(v)))
+            .collect(),
+    ))
 }

@@ -68,8 +68,16 @@ mod tests {
             tenant: TenantId::new(),
             device: DeviceId::new(),
             points: vec![
-                Point { key: "t".into(), ts: 5, value: Value::Float(1.5) },
-                Point { key: "s".into(), ts: 6, value: Value::Str("x".into()) },
+                Point {
+                    key: "t".into(),
+                    ts: 5,
+                    value: Value::Float(1.5),
+                },
+                Point {
+                    key: "s".into(),
+                    ts: 6,
+                    value: Value::Str("x".into()),
+                },
             ],
         }
     }
@@ -91,6 +99,9 @@ mod tests {
         flipped[HEADER_LEN + 3] ^= 0x40;
         assert_eq!(decode_record(&flipped), Err(RecordError::Checksum));
         let zeros = vec![0u8; 32];
-        assert!(matches!(decode_record(&zeros), Err(RecordError::Corrupt(_))));
+        assert!(matches!(
+            decode_record(&zeros),
+            Err(RecordError::Corrupt(_))
+        ));
     }
 }

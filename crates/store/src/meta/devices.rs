@@ -59,7 +59,11 @@ fn device_from(r: &SqliteRow) -> Result<Device, StoreError> {
 
 impl MetaStore {
     /// Creates a device in `tenant`; a name already used there is a conflict.
-    pub async fn create_device(&self, tenant: TenantId, new: NewDevice) -> Result<Device, StoreError> {
+    pub async fn create_device(
+        &self,
+        tenant: TenantId,
+        new: NewDevice,
+    ) -> Result<Device, StoreError> {
         let device = Device {
             id: DeviceId::new(),
             tenant,
@@ -104,7 +108,11 @@ impl MetaStore {
     }
 
     /// One device of `tenant`; `None` when it does not exist or belongs to another tenant.
-    pub async fn get_device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>, StoreError> {
+    pub async fn get_device(
+        &self,
+        tenant: TenantId,
+        id: DeviceId,
+    ) -> Result<Option<Device>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM devices WHERE tenant_id = ? AND id = ?"
         ))
@@ -126,11 +134,16 @@ impl MetaStore {
     }
 
     /// The device whose access token hashes to `token_hash` (this discovers the tenant).
-    pub async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM devices WHERE token_hash = ?"))
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn device_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM devices WHERE token_hash = ?"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(device_from).transpose()
     }
 

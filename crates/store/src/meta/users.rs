@@ -170,7 +170,11 @@ impl MetaStore {
     }
 
     /// The user's role in `tenant`, if a member.
-    pub async fn role_in(&self, user: UserId, tenant: TenantId) -> Result<Option<Role>, StoreError> {
+    pub async fn role_in(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+    ) -> Result<Option<Role>, StoreError> {
         let row = sqlx::query("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
             .bind(user.to_string())
             .bind(tenant.to_string())

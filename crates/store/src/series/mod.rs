@@ -71,7 +71,11 @@ impl std::str::FromStr for Aggregate {
             "max" => Aggregate::Max,
             "sum" => Aggregate::Sum,
             "count" => Aggregate::Count,
-            other => return Err(format!("unknown aggregate {other:?} (use avg, min, max, sum or count)")),
+            other => {
+                return Err(format!(
+                    "unknown aggregate {other:?} (use avg, min, max, sum or count)"
+                ))
+            }
         })
     }
 }

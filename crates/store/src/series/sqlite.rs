@@ -112,11 +112,12 @@ impl SqliteSeries {
         if !wanted.is_empty() {
             return Ok(wanted.to_vec());
         }
-        let rows = sqlx::query("SELECT key FROM series WHERE tenant = ? AND device = ? ORDER BY key")
-            .bind(tenant.to_string())
-            .bind(device.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT key FROM series WHERE tenant = ? AND device = ? ORDER BY key")
+                .bind(tenant.to_string())
+                .bind(device.to_string())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| r.try_get::<String, _>("key").map_err(StoreError::from))
             .collect()

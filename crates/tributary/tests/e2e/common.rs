@@ -1,0 +1,235 @@
+//! Starting the real `tributary` binary on free ports, and small HTTP helpers.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery";
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Everything the server wrote to stdout.
+    pub stdout: Arc<Mutex<String>>,
+    /// Every log line (JSON) so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// How to start a server.
+pub struct Options<'a> {
+    pub data_dir: &'a Path,
+    pub env: Vec<(&'a str, String)>,
+    pub args: Vec<String>,
+    pub admin_password: Option<&'a str>,
+}
+
+impl<'a> Options<'a> {
+    pub fn new(data_dir: &'a Path) -> Self {
+        Self {
+            data_dir,
+            env: Vec::new(),
+            args: Vec::new(),
+            admin_password: Some(ADMIN_PASSWORD),
+        }
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tributary"))
+}
+
+impl Server {
+    /// Starts a server on a free port with default test options.
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(Options::new(data_dir))
+    }
+
+    /// Starts a server and waits until it logs its bound address.
+    pub fn start_with(opts: Options<'_>) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(opts.data_dir)
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--log",
+                "info",
+            ])
+            .args(&opts.args)
+            .env_remove("TRIBUTARY_ADMIN_PASSWORD")
+            .env("TRIBUTARY_ADMIN_EMAIL", ADMIN_EMAIL)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(pw) = opts.admin_password {
+            cmd.env("TRIBUTARY_ADMIN_PASSWORD", pw);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tributary");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let out = child.stdout.take().unwrap();
+            let stdout = stdout.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let mut s = stdout.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        {
+            let err = child.stderr.take().unwrap();
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if v["fields"]["message"] == "http listening" {
+                            let _ = tx
+                                .send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
+                        }
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            stdout,
+            logs,
+        }
+    }
+
+    /// The `host:port` the server listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Logs in as the admin and returns the access token.
+pub async fn login(base: &str) -> String {
+    let res = client()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// Creates a device; returns (id, access token).
+pub async fn create_device(base: &str, token: &str, name: &str) -> (String, String) {
+    let res = client()
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(token)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "create device");
+    let body: Value = res.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["access_token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Posts a telemetry body with a device token; returns the status and body.
+pub async fn post_telemetry(
+    base: &str,
+    device_token: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String) {
+    let res = client()
+        .post(format!("{base}/api/v1/{device_token}/telemetry"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// GETs a path with a bearer token and returns (status, JSON body).
+pub async fn get_json(base: &str, token: &str, path: &str) -> (u16, Value) {
+    let res = client()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}

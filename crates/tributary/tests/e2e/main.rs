@@ -1,0 +1,8 @@
+//! End-to-end tests: the real binary on free ports, real HTTP and WebSocket clients.
+
+mod common;
+mod durability;
+mod identity;
+mod ingest;
+mod live;
+mod operations;

@@ -1,5 +1,6 @@
 //! Configuration: defaults < TOML file (`--config`) < `TRIBUTARY_*` environment < flags.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -153,6 +154,18 @@ impl Default for Config {
 
 const MASK: &str = "********";
 
+/// Settings whose values are text, read from the environment without type guessing.
+const STRING_KEYS: &[&str] = &[
+    "data_dir",
+    "http_listen",
+    "mqtt_listen",
+    "log",
+    "admin_email",
+    "admin_password",
+    "tenant_name",
+    "jwt_secret",
+];
+
 impl Config {
     /// Loads the layers in order: defaults, file, environment, flags.
     pub fn load(args: &ConfigArgs) -> anyhow::Result<Self> {
@@ -165,12 +178,23 @@ impl Config {
             );
             fig = fig.merge(Toml::file(path));
         }
+        // Text settings are taken verbatim: a password like `0123456789` must stay a string.
+        let raw_strings: BTreeMap<String, String> = STRING_KEYS
+            .iter()
+            .filter_map(|k| {
+                let v = std::env::var(format!("TRIBUTARY_{}", k.to_ascii_uppercase())).ok()?;
+                Some((k.to_string(), v))
+            })
+            .collect();
+        let mut ignored = vec!["config"];
+        ignored.extend(STRING_KEYS);
         let fig = fig
             .merge(
                 Env::prefixed("TRIBUTARY_")
-                    .ignore(&["config"])
+                    .ignore(&ignored)
                     .map(|k| k.as_str().to_ascii_lowercase().into()),
             )
+            .merge(Serialized::defaults(raw_strings))
             .merge(Serialized::defaults(args));
         let config: Config = fig.extract().context("invalid configuration")?;
         config.validate()?;

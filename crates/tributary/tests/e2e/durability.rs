@@ -142,3 +142,45 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another Tributary process"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let token = login(&s.base).await;
+    let (_, dev) = create_device(&s.base, &token, "grouped").await;
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let (base, dev) = (s.base.clone(), dev.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let body = json!({"ts": 1_700_000_000_000i64 + i, "values": {format!("k{w}"): i}});
+                assert_eq!(post_telemetry(&base, &dev, body.to_string()).await.0, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let metrics = client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let batches = value("tributary_batches_accepted_total ");
+    let fsyncs = value("tributary_wal_fsyncs_total ");
+    assert_eq!(batches, 640.0);
+    assert!(
+        fsyncs < batches,
+        "group commit: {fsyncs} fsyncs for {batches} batches"
+    );
+}

@@ -88,7 +88,10 @@ fn config_layers_file_then_env_then_flags_and_masks_secrets() {
 
     // Text settings stay text even when they look like numbers.
     let numeric = config_show(&[], &[("TRIBUTARY_ADMIN_PASSWORD", "12345678901")]);
-    assert!(numeric.contains("admin_password = \"********\""), "{numeric}");
+    assert!(
+        numeric.contains("admin_password = \"********\""),
+        "{numeric}"
+    );
 
     // Mistakes are reported, not ignored.
     let out = Command::new(binary())

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The benchmarks in one command: bench/run.sh [seconds-per-round]
+# Starts a release Tributary (and InfluxDB 1.x when installed: apt-get install influxdb)
+# on loopback with fresh data directories, runs the same load against both,
+# prints the tables for docs/benchmarks.md and keeps them in bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+
+cargo build --release -q -p tributary -p tributary-bench
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+password=bench-password-123
+TRIBUTARY_ADMIN_EMAIL=bench@example.com TRIBUTARY_ADMIN_PASSWORD=$password \
+  target/release/tributary serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 \
+  --log warn,tributary::serve=info >"$work/tributary.out" 2>"$work/tributary.log" &
+pids+=($!)
+for _ in $(seq 100); do
+  addr=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/tributary.log" | head -1 | cut -d= -f2 || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { cat "$work/tributary.log"; exit 1; }
+
+influx_args=()
+if command -v influxd >/dev/null 2>&1; then
+  http_port=$(free_port); rpc_port=$(free_port)
+  cat >"$work/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$rpc_port"
+[meta]
+  dir = "$work/influx/meta"
+[data]
+  dir = "$work/influx/data"
+  wal-dir = "$work/influx/wal"
+  wal-fsync-delay = "0s"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:$http_port"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+CONF
+  influxd -config "$work/influxdb.conf" >"$work/influx.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$http_port/ping" >/dev/null && break
+    sleep 0.1
+  done
+  influx_args=(--influx "http://127.0.0.1:$http_port")
+  echo "peer: $(influxd version 2>/dev/null | head -1)"
+else
+  echo "influxd not installed: Tributary only (apt-get install influxdb for the peer)"
+fi
+
+mkdir -p bench/results
+out="bench/results/http-ingest-$(date -u +%Y%m%dT%H%M%SZ).md"
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  target/release/tributary-bench http-ingest --tributary "http://$addr" \
+    --email bench@example.com --password "$password" --seconds "$seconds" "${influx_args[@]}"
+  echo
+  echo "Tributary peak RSS: $(grep VmHWM /proc/"${pids[0]}"/status | awk '{print $2, $3}')"
+} | tee "$out"
+echo "saved to $out"

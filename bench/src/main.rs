@@ -1,0 +1,28 @@
+//! `tributary-bench`: load generators that run the same workload against
+//! Tributary and a peer, and print the figures for `docs/benchmarks.md`.
+//! `bench/run.sh` starts the servers and calls this.
+
+mod http_ingest;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tributary-bench", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Durable HTTP ingest throughput and publish→live latency.
+    HttpIngest(http_ingest::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::HttpIngest(args) => http_ingest::run(args).await,
+    }
+}

@@ -15,6 +15,8 @@ pub struct AccessClaims {
     pub tid: String,
     /// Role in that tenant.
     pub role: String,
+    /// Session (refresh-token family) the token belongs to.
+    pub sid: String,
     /// Issued at (seconds).
     pub iat: i64,
     /// Expiry (seconds).
@@ -48,13 +50,14 @@ impl TokenSigner {
         self.ttl_secs
     }
 
-    /// Issues a token for `sub` in tenant `tid` with `role`.
-    pub fn issue(&self, sub: &str, tid: &str, role: &str) -> Result<String, AuthError> {
+    /// Issues a token for `sub` in tenant `tid` with `role`, in session `sid`.
+    pub fn issue(&self, sub: &str, tid: &str, role: &str, sid: &str) -> Result<String, AuthError> {
         let now = ns_to_ms(now_ns()) / 1000;
         let claims = AccessClaims {
             sub: sub.to_string(),
             tid: tid.to_string(),
             role: role.to_string(),
+            sid: sid.to_string(),
             iat: now,
             exp: now + self.ttl_secs,
         };
@@ -77,7 +80,7 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_tampering_fails() {
         let s = TokenSigner::new(b"0123456789abcdef0123456789abcdef", 60);
-        let t = s.issue("u", "t", "admin").unwrap();
+        let t = s.issue("u", "t", "admin", "s").unwrap();
         let c = s.verify(&t).unwrap();
         assert_eq!(
             (c.sub.as_str(), c.tid.as_str(), c.role.as_str()),
@@ -88,7 +91,7 @@ mod tests {
         assert!(other.verify(&t).is_err());
         assert!(s.verify("garbage").is_err());
         let expired = TokenSigner::new(b"0123456789abcdef0123456789abcdef", -10);
-        let t = expired.issue("u", "t", "admin").unwrap();
+        let t = expired.issue("u", "t", "admin", "s").unwrap();
         assert!(s.verify(&t).is_err());
     }
 }

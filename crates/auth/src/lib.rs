@@ -1,15 +1,22 @@
 //! Authentication: user passwords (argon2id), access tokens (JWT) with
-//! rotating refresh tokens, and device access tokens (high-entropy, stored as
-//! SHA-256). [`Authenticator`] is the one entry point the APIs use.
+//! rotating refresh tokens, API keys, invitations, and device credentials
+//! (high-entropy tokens stored as SHA-256, MQTT passwords as argon2id).
+//! [`Authenticator`] is the one entry point the APIs use.
 
+mod devices;
 pub mod jwt;
+mod limiter;
 pub mod password;
 pub mod policy;
+mod principal;
 mod service;
+mod sessions;
 pub mod token;
 
 pub use jwt::{AccessClaims, TokenSigner};
-pub use service::{AuthConfig, Authenticator, Principal, Session};
+pub use limiter::LoginLimits;
+pub use principal::{Actor, Principal};
+pub use service::{AuthConfig, Authenticator, Session};
 
 /// Why a credential was refused or could not be checked.
 #[derive(Debug, thiserror::Error)]
@@ -20,12 +27,30 @@ pub enum AuthError {
     /// The token is malformed, expired, revoked or unknown.
     #[error("invalid or expired token")]
     InvalidToken,
+    /// The session was logged out or revoked.
+    #[error("session has been revoked; log in again")]
+    SessionRevoked,
     /// A refresh token was used twice; its whole family is now revoked.
     #[error("refresh token reuse detected; all sessions of this login were revoked")]
     TokenReuse,
-    /// The user has no tenant to log into.
-    #[error("user belongs to no tenant")]
+    /// The user has no tenant to log into, or not the one asked for.
+    #[error("not a member of that tenant")]
     NoTenant,
+    /// Too many failed logins.
+    #[error("too many failed login attempts; retry in {retry_after} seconds")]
+    RateLimited {
+        /// Seconds until a retry may succeed.
+        retry_after: u64,
+    },
+    /// The invitation token is unknown, used, revoked or expired.
+    #[error("invitation is invalid, already used, revoked or expired")]
+    InvalidInvite,
+    /// The caller may not do this (e.g. an API key on a user-only action).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A new password breaks the policy.
+    #[error("{0}")]
+    WeakPassword(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] tributary_store::StoreError),

@@ -29,6 +29,72 @@ pub fn verify(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Commonly used passwords of at least [`MIN_LENGTH`] characters (lower case).
+const COMMON: &[&str] = &[
+    "1234567890",
+    "12345678910",
+    "123456789a",
+    "1234567890a",
+    "0123456789",
+    "0987654321",
+    "9876543210",
+    "1111111111",
+    "0000000000",
+    "1234512345",
+    "1q2w3e4r5t",
+    "1qaz2wsx3edc",
+    "q1w2e3r4t5",
+    "qwertyuiop",
+    "qwerty1234",
+    "qwerty12345",
+    "qwerty123456",
+    "1qazxsw23edc",
+    "asdfghjkl1",
+    "zxcvbnm123",
+    "password12",
+    "password123",
+    "password1234",
+    "passw0rd123",
+    "p@ssw0rd123",
+    "password!",
+    "password01",
+    "iloveyou12",
+    "iloveyou123",
+    "abcdefghij",
+    "abcd123456",
+    "abc1234567",
+    "welcome123",
+    "welcome1234",
+    "letmein123",
+    "changeme123",
+    "administrator",
+    "admin12345",
+    "admin123456",
+    "trustno1234",
+    "football123",
+    "baseball123",
+    "sunshine123",
+    "princess123",
+    "superman123",
+    "starwars123",
+    "dragon1234",
+    "monkey1234",
+    "michael123",
+    "charlie123",
+    "computer123",
+    "internet123",
+    "whatever123",
+    "123123123123",
+    "123qweasdzxc",
+    "qweasdzxc123",
+    "aaaaaaaaaa",
+    "secret1234",
+    "mypassword",
+    "mypassword1",
+    "tributary1",
+    "tributary123",
+];
+
 /// Checks the password policy; the error says what to change.
 pub fn check_policy(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_LENGTH {
@@ -36,6 +102,12 @@ pub fn check_policy(password: &str) -> Result<(), String> {
     }
     if password.len() > 1024 {
         return Err("password must be at most 1024 bytes".into());
+    }
+    let lower = password.to_lowercase();
+    let mut chars = lower.chars();
+    let first = chars.next();
+    if COMMON.contains(&lower.as_str()) || chars.all(|c| Some(c) == first) {
+        return Err("password is too common; choose a less guessable one".into());
     }
     Ok(())
 }
@@ -57,5 +129,7 @@ mod tests {
     fn policy() {
         assert!(check_policy("short").is_err());
         assert!(check_policy("long enough pw").is_ok());
+        assert!(check_policy("Password123").is_err());
+        assert!(check_policy("zzzzzzzzzzzz").is_err());
     }
 }

@@ -1,21 +1,63 @@
-//! What each role may do: the one place that decides it.
+//! What each role may do: the one place that decides it. `docs/roles.md`
+//! shows the same table; a test keeps the two in agreement.
 
 use tributary_store::Role;
 
 /// An action on a tenant's resources that needs permission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// List and read devices, their telemetry and live data.
-    ReadDevices,
-    /// Create, change, delete devices and rotate their credentials.
-    WriteDevices,
+    /// Read devices, groups, profiles, attributes, telemetry, live data.
+    Read,
+    /// Create, change and delete devices, credentials, groups, profiles, attributes.
+    Write,
+    /// Create, list and revoke API keys.
+    ManageApiKeys,
+    /// Invite users, list them, change roles below owner, remove members.
+    ManageMembers,
+    /// Read the audit log.
+    ReadAudit,
+    /// Grant or take away the owner role.
+    ManageOwners,
+    /// Delete the tenant and all its data.
+    DeleteTenant,
+}
+
+impl Action {
+    /// Every action, in the order of the documented table.
+    pub const ALL: [Action; 7] = [
+        Action::Read,
+        Action::Write,
+        Action::ManageApiKeys,
+        Action::ManageMembers,
+        Action::ReadAudit,
+        Action::ManageOwners,
+        Action::DeleteTenant,
+    ];
+
+    /// The action's name in `docs/roles.md` and in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Read => "read resources",
+            Action::Write => "write resources",
+            Action::ManageApiKeys => "manage API keys",
+            Action::ManageMembers => "manage members",
+            Action::ReadAudit => "read the audit log",
+            Action::ManageOwners => "manage owners",
+            Action::DeleteTenant => "delete the tenant",
+        }
+    }
 }
 
 /// Whether `role` may perform `action`.
 pub fn allows(role: Role, action: Action) -> bool {
+    use Role::*;
     match action {
-        Action::ReadDevices => true,
-        Action::WriteDevices => matches!(role, Role::Owner | Role::Admin | Role::Editor),
+        Action::Read => true,
+        Action::Write => matches!(role, Owner | Admin | Editor),
+        Action::ManageApiKeys | Action::ManageMembers | Action::ReadAudit => {
+            matches!(role, Owner | Admin)
+        }
+        Action::ManageOwners | Action::DeleteTenant => role == Owner,
     }
 }
 
@@ -23,11 +65,35 @@ pub fn allows(role: Role, action: Action) -> bool {
 mod tests {
     use super::*;
 
+    /// The table in docs/roles.md says exactly what `allows` does.
     #[test]
-    fn viewers_read_editors_write() {
-        for role in [Role::Owner, Role::Admin, Role::Editor, Role::Viewer] {
-            assert!(allows(role, Action::ReadDevices));
-            assert_eq!(allows(role, Action::WriteDevices), role != Role::Viewer);
+    fn docs_table_matches_the_code() {
+        let doc = include_str!("../../../docs/roles.md");
+        let roles = [Role::Owner, Role::Admin, Role::Editor, Role::Viewer];
+        for action in Action::ALL {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| {} |", action.name())))
+                .unwrap_or_else(|| panic!("docs/roles.md has no row for {:?}", action.name()));
+            let cells: Vec<&str> = row
+                .split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            assert_eq!(cells.len(), 5, "{row}");
+            for (role, cell) in roles.iter().zip(&cells[1..]) {
+                let documented = match *cell {
+                    "yes" => true,
+                    "no" => false,
+                    other => panic!("cell {other:?} in {row}"),
+                };
+                assert_eq!(
+                    documented,
+                    allows(*role, action),
+                    "{role} / {}",
+                    action.name()
+                );
+            }
         }
     }
 }

@@ -1,14 +1,17 @@
 //! Request extractors that turn every failure into a problem response.
 
+use std::net::SocketAddr;
+
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, IF_MATCH};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
-use tributary_auth::policy::{allows, Action};
+use tributary_auth::policy::Action;
 use tributary_auth::Principal;
+use tributary_store::meta::{ListParams, Sort};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -23,13 +26,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::BytesRejection(e)) if e.status() == 413 => Err(ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
                 e.body_text(),
             )),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
                 "expected Content-Type: application/json",
@@ -39,24 +42,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// The caller, authenticated by `Authorization: Bearer <access token>`.
+/// The caller, authenticated by `Authorization: Bearer <access token or API key>`.
 pub struct Auth(pub Principal);
 
 impl Auth {
     /// Fails with 403 unless the caller's role allows `action`.
     pub fn require(&self, action: Action) -> Result<&Principal, ApiError> {
-        if allows(self.0.role, action) {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::forbidden(format!(
-                "role {} may not {}",
-                self.0.role,
-                match action {
-                    Action::ReadDevices => "read devices",
-                    Action::WriteDevices => "change devices",
-                }
-            )))
-        }
+        self.0.require(action)?;
+        Ok(&self.0)
     }
 }
 
@@ -75,10 +68,91 @@ impl FromRequestParts<AppState> for Auth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or_else(|| {
-            ApiError::unauthorized("missing credentials: send Authorization: Bearer <access token>")
+            ApiError::unauthorized(
+                "missing credentials: send Authorization: Bearer <access token or API key>",
+            )
         })?;
-        Ok(Auth(state.auth.principal(token)?))
+        Ok(Auth(state.auth.authenticate(token).await?))
     }
+}
+
+/// The client's address, for rate limits and the audit log.
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ))
+    }
+}
+
+/// The version an `If-Match` header names (`"v3"`), if any; `*` matches anything.
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get(IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let raw = raw.to_str().unwrap_or_default().trim();
+        if raw == "*" {
+            return Ok(IfMatch(None));
+        }
+        let tag = raw.trim_start_matches("W/").trim_matches('"');
+        tag.strip_prefix('v')
+            .and_then(|v| v.parse().ok())
+            .map(|v| IfMatch(Some(v)))
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "If-Match",
+                    format!("If-Match {raw:?} is not an ETag this API returned"),
+                )
+            })
+    }
+}
+
+/// The ETag of a resource at `version`.
+pub fn etag(version: i64) -> String {
+    format!("\"v{version}\"")
+}
+
+/// Turns the common list parameters into store parameters, with errors naming the field.
+pub fn list_params(
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    sort: Option<&str>,
+    default_sort: Sort,
+) -> Result<ListParams, ApiError> {
+    let limit = match limit {
+        None => 100,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| {
+                ApiError::validation("limit", "limit must be a whole number between 1 and 1000")
+            })?,
+    };
+    let sort = match sort {
+        None => default_sort,
+        Some(s) => s
+            .parse()
+            .map_err(|e: String| ApiError::validation("sort", e))?,
+    };
+    Ok(ListParams {
+        limit,
+        cursor: cursor.map(str::to_string),
+        sort,
+    })
 }
 
 /// Reads a whole body, refusing it with 413 past `limit` bytes.

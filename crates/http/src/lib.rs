@@ -1,14 +1,20 @@
 //! Tributary's HTTP interface: the user REST API, the ThingsBoard-compatible
-//! device API, the live WebSocket, and operations endpoints. Handlers are thin:
-//! they authenticate, validate, and call the stores, the pipeline or the hub.
+//! device API, the live WebSocket, the OpenAPI document and operations
+//! endpoints. Handlers are thin: they authenticate, validate, and call the
+//! stores, the pipeline or the hub.
 
+mod audit;
 mod extract;
+mod openapi;
 mod problem;
+mod profiles;
 mod routes;
 mod state;
+mod validate;
 
 pub use problem::ApiError;
-pub use routes::router;
+pub use profiles::ProfileCache;
+pub use routes::{openapi_document, router};
 pub use state::{AppState, HttpConfig};
 
 /// Registers the HTTP layer's metrics so they are exported (at zero) from the start.
@@ -22,6 +28,7 @@ pub fn describe_metrics() {
         "too_large",
         "malformed",
         "invalid",
+        "profile",
         "unavailable",
     ] {
         metrics::counter!("tributary_batches_rejected_total", "reason" => reason).absolute(0);

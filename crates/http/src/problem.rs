@@ -3,9 +3,10 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-/// An API error: becomes a problem+json response.
-#[derive(Debug, Clone, Serialize)]
+/// An API error: becomes a problem+json response (RFC 9457).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApiError {
     /// Stable identifier of the kind of problem, e.g. `/problems/invalid-payload`.
     #[serde(rename = "type")]
@@ -21,7 +22,12 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds to wait before retrying, for 429 and 503.
     #[serde(skip)]
+    #[schema(ignore)]
     pub retry_after: Option<u64>,
+    /// Current entity tag, for 412.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub etag: Option<String>,
 }
 
 impl ApiError {
@@ -39,6 +45,7 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             retry_after: None,
+            etag: None,
         }
     }
 
@@ -124,6 +131,30 @@ impl ApiError {
         )
     }
 
+    /// 412: `If-Match` named an older version.
+    pub fn precondition_failed(current_etag: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition-failed",
+            "Precondition failed",
+            format!("the resource changed since you read it; it is now {current_etag}: read it again and retry"),
+        );
+        e.etag = Some(current_etag);
+        e
+    }
+
+    /// 429: too many attempts.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            detail,
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     /// 503: cannot serve now; retry later.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         let mut e = Self::new(
@@ -164,6 +195,13 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(etag) = self
+            .etag
+            .as_deref()
+            .and_then(|e| HeaderValue::from_str(e).ok())
+        {
+            h.insert(header::ETAG, etag);
+        }
         res
     }
 }
@@ -174,6 +212,7 @@ impl From<tributary_store::StoreError> for ApiError {
             tributary_store::StoreError::Conflict(what) => {
                 ApiError::conflict(format!("{what} already exists"))
             }
+            tributary_store::StoreError::Invalid(detail) => ApiError::bad_request(detail),
             other => ApiError::internal(other),
         }
     }
@@ -183,9 +222,18 @@ impl From<tributary_auth::AuthError> for ApiError {
     fn from(e: tributary_auth::AuthError) -> Self {
         use tributary_auth::AuthError as A;
         match e {
-            A::BadCredentials | A::InvalidToken | A::TokenReuse | A::NoTenant => {
+            A::BadCredentials | A::InvalidToken | A::TokenReuse | A::SessionRevoked => {
                 ApiError::unauthorized(e.to_string())
             }
+            A::NoTenant | A::Forbidden(_) => ApiError::forbidden(e.to_string()),
+            A::RateLimited { retry_after } => ApiError::rate_limited(e.to_string(), retry_after),
+            A::InvalidInvite => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-invite",
+                "Invalid invitation",
+                e.to_string(),
+            ),
+            A::WeakPassword(detail) => ApiError::validation("password", detail),
             A::Store(s) => s.into(),
             A::Internal(_) => ApiError::internal(e),
         }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Credentials.
     pub auth: Arc<Authenticator>,
+    /// Profile schemas for ingest validation.
+    pub profiles: Arc<crate::profiles::ProfileCache>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Limits and timings.

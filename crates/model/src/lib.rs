@@ -4,6 +4,7 @@
 pub mod device_json;
 pub mod ids;
 pub mod point;
+pub mod profile;
 pub mod time;
 
 pub use device_json::{parse_telemetry, ParseError, ParseLimits};

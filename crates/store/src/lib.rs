@@ -7,6 +7,7 @@ pub mod series;
 mod sqlite;
 
 pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
+pub use meta::{ListParams, Page};
 pub use series::sqlite::SqliteSeries;
 pub use series::{AggQuery, Aggregate, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 
@@ -22,6 +23,9 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The caller passed something the store cannot use (e.g. a foreign cursor).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl StoreError {

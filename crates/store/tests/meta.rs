@@ -1,14 +1,14 @@
 //! The metadata store: tenant scoping of devices, tokens, refresh families.
 
-use tributary_store::meta::TakeOutcome;
+use tributary_store::meta::{DeviceFilter, ListParams, TakeOutcome};
 use tributary_store::{MetaStore, NewDevice, RefreshToken, Role, StoreError};
 
 fn new_device(name: &str, hash: &str) -> NewDevice {
     NewDevice {
         name: name.into(),
-        label: None,
         token_hash: hash.into(),
         token_hint: "abcd".into(),
+        ..Default::default()
     }
 }
 
@@ -56,7 +56,18 @@ async fn devices_are_scoped_by_tenant() {
         !meta.set_device_token(b.id, d.id, "x", "x").await.unwrap(),
         "B cannot rotate A's token"
     );
-    assert_eq!(meta.list_devices(b.id, None, 10).await.unwrap().len(), 1);
+    let params = ListParams {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        meta.list_devices(b.id, &DeviceFilter::default(), &params)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
     assert_eq!(
         meta.device_by_token_hash("h1")
             .await

@@ -79,6 +79,14 @@ pub struct Config {
     pub refresh_token_ttl_secs: i64,
     /// Device credentials cached in memory.
     pub device_cache_entries: usize,
+    /// Invitation lifetime (seconds) when the inviter names none.
+    pub invite_ttl_secs: i64,
+    /// Failed logins allowed per account within `login_window_secs`.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within `login_window_secs`.
+    pub login_failures_per_address: u32,
+    /// Window of the failed-login limits (seconds).
+    pub login_window_secs: u64,
 
     /// Largest HTTP request body (bytes).
     pub http_max_body_bytes: usize,
@@ -132,6 +140,10 @@ impl Default for Config {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             device_cache_entries: 100_000,
+            invite_ttl_secs: 7 * 24 * 3600,
+            login_failures_per_account: 5,
+            login_failures_per_address: 50,
+            login_window_secs: 15 * 60,
             http_max_body_bytes: 4 * 1024 * 1024,
             max_key_bytes: 255,
             max_string_bytes: 8 * 1024,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
-use tributary_auth::{AuthConfig, Authenticator};
+use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
 use tributary_http::{AppState, HttpConfig};
 use tributary_live::{Hub, HubConfig};
 use tributary_model::ParseLimits;
@@ -85,7 +85,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         AuthConfig {
             access_ttl_secs: config.access_token_ttl_secs,
             refresh_ttl_secs: config.refresh_token_ttl_secs,
+            invite_ttl_secs: config.invite_ttl_secs,
             device_cache_entries: config.device_cache_entries,
+            login_limits: LoginLimits {
+                per_account: config.login_failures_per_account,
+                per_address: config.login_failures_per_address,
+                window: Duration::from_secs(config.login_window_secs),
+                max_tracked: 100_000,
+            },
         },
     )?;
 
@@ -97,6 +104,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         pipeline: pipeline.clone(),
         hub,
         auth,
+        profiles: Arc::default(),
         metrics,
         config: Arc::new(HttpConfig {
             max_body_bytes: config.http_max_body_bytes,
@@ -124,7 +132,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let app = tributary_http::router(state);
     let mut on_shutdown = shutdown_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         let _ = on_shutdown.wait_for(|down| *down).await;
     });
     let grace = Duration::from_secs(config.shutdown_grace_secs);

@@ -1,11 +1,21 @@
-//! The ThingsBoard-compatible device HTTP API: `POST /api/v1/{token}/telemetry`.
+//! The ThingsBoard-compatible device HTTP API, authenticated by the device's
+//! access token in the path: telemetry and attributes.
+
+use std::collections::BTreeMap;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value as Json_;
 use tributary_model::time::now_ns;
 use tributary_model::{parse_telemetry, Batch};
+use tributary_store::meta::AttributeScope;
+use tributary_store::Device;
+use utoipa::IntoParams;
 
+use super::attributes::{check_values, csv};
 use crate::extract::read_body;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -15,7 +25,21 @@ fn rejected(reason: &'static str, e: ApiError) -> ApiError {
     e
 }
 
-/// Authenticates the device, parses the payload, and acknowledges once it is durable.
+async fn device(s: &AppState, token: &str) -> Result<Device, ApiError> {
+    s.auth.device(token).await?.ok_or_else(|| {
+        rejected(
+            "unauthorized",
+            ApiError::unauthorized("unknown device access token"),
+        )
+    })
+}
+
+/// Send telemetry: `{"temp":21.5}`, `{"ts":<ms>,"values":{…}}`, or an array of either. 200 means durable.
+#[utoipa::path(post, path = "/api/v1/{token}/telemetry", tag = "device-api",
+    params(("token" = String, Path, description = "The device's access token")),
+    request_body(content = Object, description = "ThingsBoard telemetry payload"),
+    responses((status = 200, description = "The whole batch is in the fsynced write-ahead log"),
+              (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 413, body = ApiError), (status = 503, body = ApiError)))]
 pub async fn telemetry(
     State(s): State<AppState>,
     Path(token): Path<String>,
@@ -23,12 +47,7 @@ pub async fn telemetry(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let limit = s.config.max_body_bytes;
-    let device = s.auth.device(&token).await?.ok_or_else(|| {
-        rejected(
-            "unauthorized",
-            ApiError::unauthorized("unknown device access token"),
-        )
-    })?;
+    let device = device(&s, &token).await?;
     let bytes = read_body(&headers, body, limit).await.map_err(|e| {
         rejected(
             if e.status == 413 {
@@ -49,6 +68,17 @@ pub async fn telemetry(
         err.field = field;
         rejected(reason, err)
     })?;
+    if let Some(profile) = &device.profile {
+        if let Some(schema) = s.profiles.get(&s.meta, device.tenant, profile).await? {
+            schema.validate(&points).map_err(|v| {
+                let field = v.key.clone();
+                rejected(
+                    "profile",
+                    ApiError::invalid_payload(v.to_string()).with_field(field),
+                )
+            })?;
+        }
+    }
     s.pipeline
         .append(Batch {
             tenant: device.tenant,
@@ -63,4 +93,76 @@ pub async fn telemetry(
             )
         })?;
     Ok(StatusCode::OK)
+}
+
+/// Report client attributes: `{"firmware":"1.2","serial":"A1"}`.
+#[utoipa::path(post, path = "/api/v1/{token}/attributes", tag = "device-api",
+    params(("token" = String, Path, description = "The device's access token")),
+    request_body(content = Object, description = "Attribute keys and JSON values"),
+    responses((status = 200), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 413, body = ApiError)))]
+pub async fn post_attributes(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let device = device(&s, &token).await?;
+    let bytes = read_body(&headers, body, s.config.max_body_bytes).await?;
+    let values: BTreeMap<String, Json_> = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid_payload(format!("expected a JSON object of attributes: {e}"))
+    })?;
+    check_values(&values)?;
+    s.meta
+        .set_attributes(device.tenant, device.id, AttributeScope::Client, &values)
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+/// Which attributes a device asks for (ThingsBoard parameter names).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceAttributeQuery {
+    /// Comma-separated client attribute keys.
+    client_keys: Option<String>,
+    /// Comma-separated shared attribute keys.
+    shared_keys: Option<String>,
+}
+
+/// Read the device's client and shared attributes (`{"client":{…},"shared":{…}}`).
+#[utoipa::path(get, path = "/api/v1/{token}/attributes", tag = "device-api",
+    params(("token" = String, Path, description = "The device's access token"), DeviceAttributeQuery),
+    responses((status = 200, body = Object), (status = 401, body = ApiError)))]
+pub async fn get_attributes(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    q: Result<Query<DeviceAttributeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Json_>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let device = device(&s, &token).await?;
+    let mut out = serde_json::Map::new();
+    for (scope, name, keys) in [
+        (
+            AttributeScope::Client,
+            "client",
+            csv(q.client_keys.as_deref()),
+        ),
+        (
+            AttributeScope::Shared,
+            "shared",
+            csv(q.shared_keys.as_deref()),
+        ),
+    ] {
+        let attrs = s
+            .meta
+            .get_attributes(device.tenant, device.id, &[scope], &keys)
+            .await?;
+        let values: serde_json::Map<String, Json_> = attrs
+            .into_values()
+            .flatten()
+            .map(|(k, a)| (k, a.value))
+            .collect();
+        out.insert(name.to_string(), Json_::Object(values));
+    }
+    Ok(Json(Json_::Object(out)))
 }

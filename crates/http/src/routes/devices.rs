@@ -1,47 +1,93 @@
-//! Device management: create, list, read, delete, rotate the access token.
+//! Devices: create, list (filter, sort, paginate), read, change, delete,
+//! and their credentials.
+
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
 use tributary_auth::Authenticator;
 use tributary_model::DeviceId;
+use tributary_store::meta::{DeviceFilter, DevicePatch, MqttCredentials, Sort, SortField, Updated};
 use tributary_store::{Device, NewDevice};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{etag, list_params, ApiJson, Auth, ClientIp, IfMatch};
 use crate::problem::ApiError;
 use crate::state::AppState;
+use crate::validate;
 
 const MAX_NAME: usize = 128;
-const MAX_LABEL: usize = 256;
 
-#[derive(Deserialize)]
+/// A new device.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDevice {
+    /// Unique within the tenant, at most 128 characters.
     name: String,
+    /// Key/value labels, e.g. `{"site":"berlin"}`.
     #[serde(default)]
-    label: Option<String>,
+    labels: BTreeMap<String, String>,
+    /// Free-form tags.
+    #[serde(default)]
+    tags: Vec<String>,
+    /// Id of a device profile whose key schema applies at ingest.
+    #[serde(default)]
+    profile_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A change to a device; omitted fields stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
+pub struct UpdateDevice {
     #[serde(default)]
-    limit: Option<u32>,
+    name: Option<String>,
     #[serde(default)]
-    cursor: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    /// A profile id, or null to remove the profile.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    profile_id: Option<Option<String>>,
+}
+
+/// Tells a missing field (no change) from an explicit null (remove).
+pub(crate) mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Ok(Some(Option::deserialize(d)?))
+    }
+}
+
+/// A device's MQTT credentials (the password is never shown).
+#[derive(Serialize, ToSchema)]
+pub struct MqttView {
+    username: String,
+    client_id: Option<String>,
 }
 
 /// A device as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeviceView {
     id: String,
     name: String,
-    label: Option<String>,
+    labels: BTreeMap<String, String>,
+    tags: Vec<String>,
+    profile_id: Option<String>,
+    /// The first 4 characters of the access token.
     token_hint: String,
+    mqtt: Option<MqttView>,
+    /// Incremented by every change; the ETag is `"v<version>"`.
+    version: i64,
     created_at: i64,
+    /// The access token: only in the creation and rotation responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     access_token: Option<String>,
 }
@@ -51,40 +97,61 @@ impl From<Device> for DeviceView {
         Self {
             id: d.id.to_string(),
             name: d.name,
-            label: d.label,
+            labels: d.labels,
+            tags: d.tags,
+            profile_id: d.profile,
             token_hint: d.token_hint,
+            mqtt: d.mqtt.map(|m| MqttView {
+                username: m.username,
+                client_id: m.client_id,
+            }),
+            version: d.version,
             created_at: d.created_at,
             access_token: None,
         }
     }
 }
 
-#[derive(Serialize)]
+/// A page of devices.
+#[derive(Serialize, ToSchema)]
 pub struct DeviceList {
     data: Vec<DeviceView>,
     next_cursor: Option<String>,
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.trim().is_empty() {
-        return Err(ApiError::validation(
-            field,
-            format!("{field} must not be empty"),
-        ));
-    }
-    if value.chars().count() > max {
-        return Err(ApiError::validation(
-            field,
-            format!("{field} must be at most {max} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            field,
-            format!("{field} must not contain control characters"),
-        ));
-    }
-    Ok(())
+/// Filters, order and page of the device list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceQuery {
+    /// 1–1000, default 100.
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// `name`, `created_at` (default), or either with `-` for descending.
+    sort: Option<String>,
+    /// Name contains this (case-insensitive).
+    name: Option<String>,
+    /// Label selector `key=value`; several joined with `,` must all match.
+    label: Option<String>,
+    /// Has this tag.
+    tag: Option<String>,
+    /// Member of this group.
+    group: Option<String>,
+    /// Uses this profile.
+    profile: Option<String>,
+}
+
+/// MQTT username/password credentials for a device.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMqtt {
+    /// Unique across the installation, 1–128 characters.
+    username: String,
+    /// 8–1024 bytes; stored as an argon2id hash.
+    password: String,
+    /// When set, only this MQTT client id may use the credentials.
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 /// Parses a device id from a path; a malformed id is just a device that does not exist.
@@ -93,17 +160,60 @@ pub fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
         .map_err(|_| ApiError::not_found(format!("no device {raw:?}")))
 }
 
-/// `POST /api/v1/devices`
+/// The device `raw` of the caller's tenant, or 404.
+pub async fn find(
+    s: &AppState,
+    tenant: tributary_model::TenantId,
+    raw: &str,
+) -> Result<Device, ApiError> {
+    let id = device_id(raw)?;
+    s.meta
+        .get_device(tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {raw:?}")))
+}
+
+fn with_etag(d: Device) -> impl IntoResponse {
+    let tag = etag(d.version);
+    (
+        [(
+            header::ETAG,
+            HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\"")),
+        )],
+        Json(DeviceView::from(d)),
+    )
+}
+
+fn label_selector(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    raw.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                ApiError::validation(
+                    "label",
+                    format!("label selector {pair:?} must be key=value"),
+                )
+            })?;
+            validate::key("label", k)?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Create a device; the response carries its access token (once).
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), request_body = CreateDevice,
+    responses((status = 201, body = DeviceView, headers(("Location" = String), ("ETag" = String))), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError)))]
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateDevice>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let p = auth.require(Action::WriteDevices)?;
-    check_text("name", &req.name, MAX_NAME)?;
-    if let Some(label) = &req.label {
-        check_text("label", label, MAX_LABEL)?;
-    }
+    let p = auth.require(Action::Write)?;
+    validate::text("name", &req.name, MAX_NAME)?;
+    validate::labels(&req.labels)?;
+    validate::tags(&req.tags)?;
     let (token, hash, hint) = Authenticator::new_device_token();
     let device = s
         .meta
@@ -111,108 +221,242 @@ pub async fn create(
             p.tenant,
             NewDevice {
                 name: req.name.trim().to_string(),
-                label: req.label,
+                labels: req.labels,
+                tags: req.tags,
+                profile: req.profile_id,
                 token_hash: hash,
                 token_hint: hint,
             },
         )
         .await?;
-    tracing::info!(device = %device.id, tenant = %p.tenant, "device created");
+    s.audit(
+        p,
+        &ip,
+        "device.create",
+        "device",
+        Some(&device.id.to_string()),
+        Some(serde_json::json!({"name": device.name})),
+    )
+    .await;
     let location = format!("/api/v1/devices/{}", device.id);
+    let tag = etag(device.version);
     let mut view = DeviceView::from(device);
     view.access_token = Some(token);
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        [(header::LOCATION, location), (header::ETAG, tag)],
         Json(view),
     ))
 }
 
-/// `GET /api/v1/devices?limit=&cursor=`
+/// Devices of the current tenant, filtered, sorted and paginated.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), params(DeviceQuery),
+    responses((status = 200, body = DeviceList), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeviceList>, ApiError> {
-    let p = auth.require(Action::ReadDevices)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
-    let after = params
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse()
-                .map_err(|_| ApiError::validation("cursor", "cursor is not one this API returned"))
-        })
-        .transpose()?;
-    let devices = s.meta.list_devices(p.tenant, after, limit).await?;
-    let next_cursor = (devices.len() == limit as usize)
-        .then(|| devices.last().map(|d| d.id.to_string()))
-        .flatten();
+    let p = auth.require(Action::Read)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let params = list_params(
+        q.limit.as_deref(),
+        q.cursor.as_deref(),
+        q.sort.as_deref(),
+        Sort {
+            field: SortField::CreatedAt,
+            desc: false,
+        },
+    )?;
+    let filter = DeviceFilter {
+        name_contains: q.name,
+        labels: q
+            .label
+            .as_deref()
+            .map(label_selector)
+            .transpose()?
+            .unwrap_or_default(),
+        tag: q.tag,
+        group: q.group,
+        profile: q.profile,
+    };
+    let page = s.meta.list_devices(p.tenant, &filter, &params).await?;
     Ok(Json(DeviceList {
-        data: devices.into_iter().map(DeviceView::from).collect(),
-        next_cursor,
+        data: page.items.into_iter().map(DeviceView::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
-/// `GET /api/v1/devices/{id}`
+/// One device (with its ETag).
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = DeviceView, headers(("ETag" = String))), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> Result<Json<DeviceView>, ApiError> {
-    let p = auth.require(Action::ReadDevices)?;
-    let id = device_id(&id)?;
-    let device = s
-        .meta
-        .get_device(p.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    Ok(Json(device.into()))
+) -> Result<impl IntoResponse, ApiError> {
+    let p = auth.require(Action::Read)?;
+    Ok(with_etag(find(&s, p.tenant, &id).await?))
 }
 
-/// `DELETE /api/v1/devices/{id}`: the device, its credentials and its data.
+/// Change a device. Send `If-Match` with the ETag you read to refuse lost updates (412).
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])), request_body = UpdateDevice,
+    params(("id" = String, Path, description = "Device id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
+    responses((status = 200, body = DeviceView, headers(("ETag" = String))), (status = 400, body = ApiError), (status = 401, body = ApiError),
+              (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 412, body = ApiError)))]
+pub async fn update(
+    State(s): State<AppState>,
+    auth: Auth,
+    ClientIp(ip): ClientIp,
+    IfMatch(if_version): IfMatch,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateDevice>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = auth.require(Action::Write)?;
+    let device = device_id(&id)?;
+    if let Some(n) = &req.name {
+        validate::text("name", n, MAX_NAME)?;
+    }
+    if let Some(l) = &req.labels {
+        validate::labels(l)?;
+    }
+    if let Some(t) = &req.tags {
+        validate::tags(t)?;
+    }
+    let patch = DevicePatch {
+        name: req.name.map(|n| n.trim().to_string()),
+        labels: req.labels,
+        tags: req.tags,
+        profile: req.profile_id,
+    };
+    match s
+        .meta
+        .update_device(p.tenant, device, patch, if_version)
+        .await?
+    {
+        Updated::Ok(d) => {
+            s.auth.forget_device(d.id);
+            s.audit(p, &ip, "device.update", "device", Some(&id), None)
+                .await;
+            Ok(with_etag(d))
+        }
+        Updated::Stale(d) => Err(ApiError::precondition_failed(etag(d.version))),
+        Updated::NotFound => Err(ApiError::not_found(format!("no device {id:?}"))),
+    }
+}
+
+/// Delete a device, its credentials and its data.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let p = auth.require(Action::WriteDevices)?;
-    let id = device_id(&id)?;
-    if !s.meta.delete_device(p.tenant, id).await? {
-        return Err(ApiError::not_found(format!("no device {id}")));
+    let p = auth.require(Action::Write)?;
+    let device = device_id(&id)?;
+    if !s.meta.delete_device(p.tenant, device).await? {
+        return Err(ApiError::not_found(format!("no device {id:?}")));
     }
-    s.auth.forget_device(id);
-    s.series.delete_device(p.tenant, id).await?;
-    tracing::info!(device = %id, tenant = %p.tenant, "device deleted");
+    s.auth.forget_device(device);
+    s.series.delete_device(p.tenant, device).await?;
+    s.audit(p, &ip, "device.delete", "device", Some(&id), None)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/v1/devices/{id}/token`: a new access token; the old one stops working at once.
+/// Rotate the access token; the old one stops working at once.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/token", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = DeviceView), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn rotate_token(
     State(s): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let p = auth.require(Action::WriteDevices)?;
-    let id = device_id(&id)?;
+    let p = auth.require(Action::Write)?;
+    let device = device_id(&id)?;
     let (token, hash, hint) = Authenticator::new_device_token();
-    if !s.meta.set_device_token(p.tenant, id, &hash, &hint).await? {
-        return Err(ApiError::not_found(format!("no device {id}")));
-    }
-    s.auth.forget_device(id);
-    let device = s
+    if !s
         .meta
-        .get_device(p.tenant, id)
+        .set_device_token(p.tenant, device, &hash, &hint)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    let mut view = DeviceView::from(device);
+    {
+        return Err(ApiError::not_found(format!("no device {id:?}")));
+    }
+    s.auth.forget_device(device);
+    s.audit(p, &ip, "device.token_rotate", "device", Some(&id), None)
+        .await;
+    let mut view = DeviceView::from(find(&s, p.tenant, &id).await?);
     view.access_token = Some(token);
     Ok(Json(view))
+}
+
+/// Set MQTT username/password credentials (optionally bound to a client id).
+#[utoipa::path(put, path = "/api/v1/devices/{id}/mqtt-credentials", tag = "devices", security(("bearer" = [])), request_body = SetMqtt,
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = DeviceView), (status = 400, body = ApiError), (status = 401, body = ApiError),
+              (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn set_mqtt(
+    State(s): State<AppState>,
+    auth: Auth,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetMqtt>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let p = auth.require(Action::Write)?;
+    let device = find(&s, p.tenant, &id).await?;
+    validate::text("username", &req.username, 128)?;
+    if let Some(c) = &req.client_id {
+        validate::text("client_id", c, 128)?;
+    }
+    let hash = Authenticator::hash_device_password(&req.password).await?;
+    let creds = MqttCredentials {
+        username: req.username,
+        client_id: req.client_id,
+    };
+    s.meta
+        .set_device_mqtt(p.tenant, device.id, Some((&creds, &hash)))
+        .await?;
+    s.auth.forget_device(device.id);
+    s.audit(
+        p,
+        &ip,
+        "device.mqtt_credentials_set",
+        "device",
+        Some(&id),
+        Some(serde_json::json!({"username": creds.username})),
+    )
+    .await;
+    Ok(Json(find(&s, p.tenant, &id).await?.into()))
+}
+
+/// Remove the MQTT username/password credentials.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}/mqtt-credentials", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn delete_mqtt(
+    State(s): State<AppState>,
+    auth: Auth,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let p = auth.require(Action::Write)?;
+    let device = find(&s, p.tenant, &id).await?;
+    s.meta.set_device_mqtt(p.tenant, device.id, None).await?;
+    s.auth.forget_device(device.id);
+    s.audit(
+        p,
+        &ip,
+        "device.mqtt_credentials_delete",
+        "device",
+        Some(&id),
+        None,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
 }

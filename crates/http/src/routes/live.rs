@@ -27,6 +27,7 @@ const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// Close code sent when the server shuts down ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
 
+/// The credential, for clients that cannot set headers.
 #[derive(Deserialize)]
 pub struct LiveParams {
     token: Option<String>,
@@ -46,7 +47,11 @@ enum ClientMessage {
     Ping,
 }
 
-/// Upgrades to a live session, authenticated by bearer header or `?token=`.
+/// Live WebSocket: subscribe to devices, get a snapshot, then every update (see docs/api.md).
+#[utoipa::path(get, path = "/api/v1/live", tag = "telemetry",
+    params(("token" = Option<String>, Query, description = "Access token or API key, when the Authorization header cannot be set")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn websocket(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -61,8 +66,8 @@ pub async fn websocket(
                 "missing credentials: send Authorization: Bearer <token> or ?token=",
             )
         })?;
-    let auth = Auth(s.auth.principal(&token)?);
-    auth.require(Action::ReadDevices)?;
+    let auth = Auth(s.auth.authenticate(&token).await?);
+    auth.require(Action::Read)?;
     let ws = ws.map_err(|e| {
         ApiError::bad_request(format!("expected a WebSocket upgrade: {}", e.body_text()))
     })?;
@@ -97,7 +102,11 @@ async fn session(s: AppState, principal: Principal, socket: WebSocket) {
     let mut covered: HashMap<DeviceId, u64> = HashMap::new();
     let mut ping = tokio::time::interval(s.config.live_ping);
     ping.tick().await;
-    let ttl = principal.expires_at - ns_to_ms(now_ns()) / 1000;
+    // Credentials that never expire (API keys without expiry) get a far-off deadline.
+    let ttl = principal
+        .expires_at
+        .map(|exp| exp - ns_to_ms(now_ns()) / 1000)
+        .unwrap_or(i64::from(u32::MAX));
     let expiry = tokio::time::sleep(Duration::from_secs(ttl.max(0) as u64));
     tokio::pin!(expiry);
     let mut shutdown = s.shutdown.clone();

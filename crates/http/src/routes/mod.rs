@@ -1,41 +1,117 @@
-//! The route table: one module per area.
+//! The route table: one module per area. Every route is registered together
+//! with its OpenAPI description, so the document covers what is served.
 
+mod api_keys;
+mod attributes;
+mod audit;
 mod auth;
 mod device_api;
 mod devices;
+mod groups;
 mod live;
+mod members;
 mod ops;
+mod profiles;
 mod telemetry;
+mod tenants;
+
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
+use serde::Deserialize;
+use tributary_store::meta::{ListParams, Sort};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{IntoParams, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::extract::list_params;
+use crate::openapi::ApiDoc;
 use crate::problem::ApiError;
 use crate::state::AppState;
+
+/// Common list parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1–1000, default 100.
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// `name`, `created_at`, or either with `-` for descending.
+    sort: Option<String>,
+}
+
+/// The store parameters of a [`PageQuery`].
+fn page_params(q: &PageQuery, default: Sort) -> Result<ListParams, ApiError> {
+    list_params(
+        q.limit.as_deref(),
+        q.cursor.as_deref(),
+        q.sort.as_deref(),
+        default,
+    )
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json))
+        .routes(routes!(ops::reference))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::switch))
+        .routes(routes!(auth::accept_invite))
+        .routes(routes!(auth::me))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::delete))
+        .routes(routes!(members::list))
+        .routes(routes!(members::get, members::update, members::remove))
+        .routes(routes!(members::create_invite, members::list_invites))
+        .routes(routes!(members::revoke_invite))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(devices::create, devices::list))
+        .routes(routes!(devices::get, devices::update, devices::delete))
+        .routes(routes!(devices::rotate_token))
+        .routes(routes!(devices::set_mqtt, devices::delete_mqtt))
+        .routes(routes!(attributes::get))
+        .routes(routes!(attributes::set, attributes::delete))
+        .routes(routes!(telemetry::history))
+        .routes(routes!(telemetry::latest))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get, groups::update, groups::delete))
+        .routes(routes!(groups::add_device, groups::remove_device))
+        .routes(routes!(profiles::create, profiles::list))
+        .routes(routes!(profiles::get, profiles::update, profiles::delete))
+        .routes(routes!(audit::list))
+        .routes(routes!(live::websocket))
+        .routes(routes!(device_api::telemetry))
+        .routes(routes!(
+            device_api::post_attributes,
+            device_api::get_attributes
+        ))
+}
+
+/// The OpenAPI document of every route [`router`] serves.
+pub fn openapi_document() -> Document {
+    api().split_for_parts().1
+}
 
 /// Every route Tributary serves over HTTP.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/refresh", post(auth::refresh))
-        .route("/api/v1/devices", post(devices::create).get(devices::list))
-        .route(
-            "/api/v1/devices/{id}",
-            get(devices::get).delete(devices::delete),
-        )
-        .route("/api/v1/devices/{id}/token", post(devices::rotate_token))
-        .route("/api/v1/devices/{id}/telemetry", get(telemetry::history))
-        .route("/api/v1/devices/{id}/latest", get(telemetry::latest))
-        .route("/api/v1/live", get(live::websocket))
-        .route("/api/v1/{token}/telemetry", post(device_api::telemetry))
+    let (routes, doc) = api().split_for_parts();
+    let doc = ops::OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_default()));
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(doc))
         .with_state(state)
 }
 

@@ -9,25 +9,38 @@ use serde_json::{json, Map, Value as Json_};
 use tributary_auth::policy::Action;
 use tributary_model::time::{ms_to_ns, ns_to_ms, MAX_MS, NANOS_PER_MS};
 use tributary_store::{AggQuery, Aggregate, Order, RawQuery, Sample};
+use utoipa::IntoParams;
 
-use super::devices::device_id;
+use super::devices::find;
 use crate::extract::Auth;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// What history to return.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
+    /// Comma-separated keys; every key of the device when omitted.
     keys: Option<String>,
+    /// Inclusive lower bound (ms since the epoch); default 0.
     from: Option<String>,
+    /// Inclusive upper bound (ms); default: no bound.
     to: Option<String>,
+    /// Samples (or intervals) per key; default 100.
     limit: Option<String>,
+    /// `desc` (default, newest first) or `asc`.
     order: Option<String>,
+    /// avg, min, max, sum or count: one sample per interval.
     agg: Option<String>,
+    /// Interval length (ms) for `agg`; intervals are aligned to the epoch.
     interval: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Which latest values to return.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LatestParams {
+    /// Comma-separated keys; all when omitted.
     keys: Option<String>,
 }
 
@@ -58,19 +71,19 @@ fn sample_json(s: &Sample) -> Json_ {
     json!({"ts": ns_to_ms(s.ts), "value": s.value.to_json()})
 }
 
-/// `GET /api/v1/devices/{id}/telemetry?keys=&from=&to=&limit=&order=&agg=&interval=`
+/// Telemetry history: raw samples, or one aggregate per interval. `{"key":[{"ts":ms,"value":v},…]}`
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry", tag = "telemetry", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id"), HistoryParams),
+    responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn history(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Map<String, Json_>>, ApiError> {
-    let p = auth.require(Action::ReadDevices)?;
+    let p = auth.require(Action::Read)?;
     let Query(q) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let id = device_id(&id)?;
-    if s.meta.get_device(p.tenant, id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no device {id}")));
-    }
+    let id = find(&s, p.tenant, &id).await?.id;
     let from = parse_ms("from", q.from.as_deref(), 0)?;
     // The default upper bound reaches the last whole millisecond representable.
     let to = parse_ms("to", q.to.as_deref(), MAX_MS * NANOS_PER_MS)?;
@@ -154,19 +167,19 @@ pub async fn history(
     ))
 }
 
-/// `GET /api/v1/devices/{id}/latest?keys=`
+/// The newest value of each key: `{"key":{"ts":ms,"value":v},…}`
+#[utoipa::path(get, path = "/api/v1/devices/{id}/latest", tag = "telemetry", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id"), LatestParams),
+    responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn latest(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     params: Result<Query<LatestParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<BTreeMap<String, Json_>>, ApiError> {
-    let p = auth.require(Action::ReadDevices)?;
+    let p = auth.require(Action::Read)?;
     let Query(q) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let id = device_id(&id)?;
-    if s.meta.get_device(p.tenant, id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no device {id}")));
-    }
+    let id = find(&s, p.tenant, &id).await?.id;
     s.catch_up().await;
     let latest = s
         .series

@@ -1,12 +1,23 @@
-//! Devices and their access-token credentials (stored as hashes).
+//! Devices: names, labels, tags, profile, and credentials (stored as hashes).
+
+use std::collections::BTreeMap;
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 use tributary_model::{DeviceId, TenantId};
 
-use super::users::Tenant;
+use super::page::{self, Keyed, ListParams, Page};
 use super::MetaStore;
 use crate::{now_ms, StoreError};
+
+/// MQTT username/password credentials of a device (the password only as a hash).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttCredentials {
+    /// MQTT username, unique across the installation.
+    pub username: String,
+    /// When set, only this MQTT client id may use the credentials.
+    pub client_id: Option<String>,
+}
 
 /// A device as stored (never with its token, only a hint of it).
 #[derive(Clone, Debug, PartialEq)]
@@ -17,69 +28,169 @@ pub struct Device {
     pub tenant: TenantId,
     /// Name, unique within the tenant.
     pub name: String,
-    /// Optional free-text label.
-    pub label: Option<String>,
+    /// Key/value labels for selection (`site=berlin`).
+    pub labels: BTreeMap<String, String>,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// The device profile whose key schema applies at ingest.
+    pub profile: Option<String>,
     /// The first characters of the access token, to tell tokens apart.
     pub token_hint: String,
+    /// MQTT username/password credentials, if configured.
+    pub mqtt: Option<MqttCredentials>,
+    /// Incremented by every change (the ETag).
+    pub version: i64,
     /// Creation time (ms).
     pub created_at: i64,
 }
 
+impl Keyed for Device {
+    fn key_id(&self) -> String {
+        self.id.to_string()
+    }
+    fn key_name(&self) -> &str {
+        &self.name
+    }
+    fn key_created_at(&self) -> i64 {
+        self.created_at
+    }
+}
+
 /// What is needed to create a device.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct NewDevice {
     /// Name, unique within the tenant.
     pub name: String,
-    /// Optional free-text label.
-    pub label: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Profile id (must be in the same tenant).
+    pub profile: Option<String>,
     /// Hash of the access token.
     pub token_hash: String,
     /// The first characters of the access token.
     pub token_hint: String,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, label, token_hint, created_at";
+/// A partial update; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct DevicePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New labels (replaces all).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// New tags (replaces all).
+    pub tags: Option<Vec<String>>,
+    /// New profile (`Some(None)` removes it).
+    pub profile: Option<Option<String>>,
+}
+
+/// Filters of the device list.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceFilter {
+    /// Name contains this (case-insensitive).
+    pub name_contains: Option<String>,
+    /// Every one of these labels matches.
+    pub labels: Vec<(String, String)>,
+    /// Has this tag.
+    pub tag: Option<String>,
+    /// Member of this group.
+    pub group: Option<String>,
+    /// Uses this profile.
+    pub profile: Option<String>,
+}
+
+/// Result of a conditional update.
+#[derive(Debug)]
+pub enum Updated<T> {
+    /// Done; the new state.
+    Ok(T),
+    /// No such item in the tenant.
+    NotFound,
+    /// `If-Match` named an older version; the current one is attached.
+    Stale(T),
+}
+
+const COLUMNS: &str =
+    "id, tenant_id, name, labels, tags, profile_id, token_hint, mqtt_username, mqtt_client_id, version, created_at";
+
+fn corrupt(what: &str, v: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {v:?}"))
+}
 
 fn device_from(r: &SqliteRow) -> Result<Device, StoreError> {
     let id: String = r.try_get("id")?;
     let tenant: String = r.try_get("tenant_id")?;
+    let labels: String = r.try_get("labels")?;
+    let tags: String = r.try_get("tags")?;
+    let mqtt_username: Option<String> = r.try_get("mqtt_username")?;
     Ok(Device {
-        id: id
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("device id {id:?}")))?,
-        tenant: tenant
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("tenant id {tenant:?}")))?,
+        id: id.parse().map_err(|_| corrupt("device id", &id))?,
+        tenant: tenant.parse().map_err(|_| corrupt("tenant id", &tenant))?,
         name: r.try_get("name")?,
-        label: r.try_get("label")?,
+        labels: serde_json::from_str(&labels).map_err(|_| corrupt("labels", &labels))?,
+        tags: serde_json::from_str(&tags).map_err(|_| corrupt("tags", &tags))?,
+        profile: r.try_get("profile_id")?,
         token_hint: r.try_get("token_hint")?,
+        mqtt: mqtt_username.map(|username| MqttCredentials {
+            username,
+            client_id: r.try_get("mqtt_client_id").ok().flatten(),
+        }),
+        version: r.try_get("version")?,
         created_at: r.try_get("created_at")?,
     })
 }
 
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 impl MetaStore {
+    async fn check_profile(
+        &self,
+        tenant: TenantId,
+        profile: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(p) = profile {
+            if self.get_profile(tenant, p).await?.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "no device profile {p:?} in this tenant"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a device in `tenant`; a name already used there is a conflict.
     pub async fn create_device(
         &self,
         tenant: TenantId,
         new: NewDevice,
     ) -> Result<Device, StoreError> {
+        self.check_profile(tenant, new.profile.as_deref()).await?;
         let device = Device {
             id: DeviceId::new(),
             tenant,
             name: new.name,
-            label: new.label,
+            labels: new.labels,
+            tags: new.tags,
+            profile: new.profile,
             token_hint: new.token_hint,
+            mqtt: None,
+            version: 1,
             created_at: now_ms(),
         };
         sqlx::query(
-            "INSERT INTO devices (id, tenant_id, name, label, token_hash, token_hint, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO devices (id, tenant_id, name, labels, tags, profile_id, token_hash, token_hint, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(device.id.to_string())
         .bind(tenant.to_string())
         .bind(&device.name)
-        .bind(&device.label)
+        .bind(json(&device.labels))
+        .bind(json(&device.tags))
+        .bind(&device.profile)
         .bind(&new.token_hash)
         .bind(&device.token_hint)
         .bind(device.created_at)
@@ -89,22 +200,48 @@ impl MetaStore {
         Ok(device)
     }
 
-    /// Devices of `tenant` ordered by id (creation order), after the `after` cursor.
+    /// A page of the tenant's devices matching `filter`.
     pub async fn list_devices(
         &self,
         tenant: TenantId,
-        after: Option<DeviceId>,
-        limit: u32,
-    ) -> Result<Vec<Device>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM devices WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
-        ))
-        .bind(tenant.to_string())
-        .bind(after.map(|d| d.to_string()).unwrap_or_default())
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(device_from).collect()
+        filter: &DeviceFilter,
+        params: &ListParams,
+    ) -> Result<Page<Device>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM devices WHERE tenant_id = "));
+        qb.push_bind(tenant.to_string());
+        if let Some(name) = &filter.name_contains {
+            qb.push(" AND instr(lower(name), lower(")
+                .push_bind(name.clone())
+                .push(")) > 0");
+        }
+        for (k, v) in &filter.labels {
+            qb.push(" AND json_extract(labels, ")
+                .push_bind(format!("$.\"{k}\""))
+                .push(") = ")
+                .push_bind(v.clone());
+        }
+        if let Some(tag) = &filter.tag {
+            qb.push(" AND EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE value = ")
+                .push_bind(tag.clone())
+                .push(")");
+        }
+        if let Some(group) = &filter.group {
+            qb.push(" AND EXISTS (SELECT 1 FROM device_group_members m WHERE m.device_id = devices.id AND m.group_id = ")
+                .push_bind(group.clone())
+                .push(")");
+        }
+        if let Some(profile) = &filter.profile {
+            qb.push(" AND profile_id = ").push_bind(profile.clone());
+        }
+        page::push_keyset(&mut qb, params, "name")?;
+        page::push_order(&mut qb, params, "name");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let devices = rows
+            .iter()
+            .map(device_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page::finish(devices, params))
     }
 
     /// One device of `tenant`; `None` when it does not exist or belongs to another tenant.
@@ -121,6 +258,45 @@ impl MetaStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(device_from).transpose()
+    }
+
+    /// Applies `patch` if the device is at `if_version` (when given).
+    pub async fn update_device(
+        &self,
+        tenant: TenantId,
+        id: DeviceId,
+        patch: DevicePatch,
+        if_version: Option<i64>,
+    ) -> Result<Updated<Device>, StoreError> {
+        let Some(current) = self.get_device(tenant, id).await? else {
+            return Ok(Updated::NotFound);
+        };
+        if if_version.is_some_and(|v| v != current.version) {
+            return Ok(Updated::Stale(current));
+        }
+        if let Some(p) = &patch.profile {
+            self.check_profile(tenant, p.as_deref()).await?;
+        }
+        let res = sqlx::query(
+            "UPDATE devices SET name = ?, labels = ?, tags = ?, profile_id = ?, version = version + 1 \
+             WHERE tenant_id = ? AND id = ? AND version = ?",
+        )
+        .bind(patch.name.as_ref().unwrap_or(&current.name))
+        .bind(json(patch.labels.as_ref().unwrap_or(&current.labels)))
+        .bind(json(patch.tags.as_ref().unwrap_or(&current.tags)))
+        .bind(patch.profile.clone().unwrap_or(current.profile.clone()))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(current.version)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, "device with this name"))?;
+        let now = self.get_device(tenant, id).await?;
+        Ok(match (res.rows_affected(), now) {
+            (1, Some(d)) => Updated::Ok(d),
+            (_, Some(d)) => Updated::Stale(d),
+            (_, None) => Updated::NotFound,
+        })
     }
 
     /// Deletes a device of `tenant`; false when there was none.
@@ -147,6 +323,27 @@ impl MetaStore {
         row.as_ref().map(device_from).transpose()
     }
 
+    /// The device with this MQTT username, and its password hash.
+    pub async fn device_by_mqtt_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<(Device, String)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}, mqtt_password_hash FROM devices WHERE mqtt_username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                device_from(&r)?,
+                r.try_get::<Option<String>, _>("mqtt_password_hash")?
+                    .unwrap_or_default(),
+            ))
+        })
+        .transpose()
+    }
+
     /// Replaces a device's access token; the old one stops matching at once.
     pub async fn set_device_token(
         &self,
@@ -156,7 +353,7 @@ impl MetaStore {
         token_hint: &str,
     ) -> Result<bool, StoreError> {
         let res = sqlx::query(
-            "UPDATE devices SET token_hash = ?, token_hint = ? WHERE tenant_id = ? AND id = ?",
+            "UPDATE devices SET token_hash = ?, token_hint = ?, version = version + 1 WHERE tenant_id = ? AND id = ?",
         )
         .bind(token_hash)
         .bind(token_hint)
@@ -167,18 +364,33 @@ impl MetaStore {
         Ok(res.rows_affected() > 0)
     }
 
-    /// A tenant by id.
-    pub async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
-        let row = sqlx::query("SELECT name FROM tenants WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(Tenant {
-                id,
-                name: r.try_get("name")?,
-            })
-        })
-        .transpose()
+    /// Sets (or with `None`, removes) a device's MQTT username/password credentials.
+    pub async fn set_device_mqtt(
+        &self,
+        tenant: TenantId,
+        id: DeviceId,
+        creds: Option<(&MqttCredentials, &str)>,
+    ) -> Result<bool, StoreError> {
+        let (user, client, hash) = match creds {
+            Some((c, hash)) => (
+                Some(c.username.clone()),
+                c.client_id.clone(),
+                Some(hash.to_string()),
+            ),
+            None => (None, None, None),
+        };
+        let res = sqlx::query(
+            "UPDATE devices SET mqtt_username = ?, mqtt_client_id = ?, mqtt_password_hash = ?, version = version + 1 \
+             WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(user)
+        .bind(client)
+        .bind(hash)
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, "MQTT username"))?;
+        Ok(res.rows_affected() > 0)
     }
 }

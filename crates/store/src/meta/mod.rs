@@ -1,7 +1,14 @@
 //! The metadata store: tenants, users and their roles, devices, refresh tokens.
 //! SQLite in the embedded mode; every device query is scoped by tenant here.
 
+mod api_keys;
+mod attributes;
+mod audit;
 mod devices;
+mod groups;
+mod invites;
+pub mod page;
+mod profiles;
 mod schema;
 mod tokens;
 mod users;
@@ -10,9 +17,16 @@ use std::path::Path;
 
 use sqlx::SqlitePool;
 
-pub use devices::{Device, NewDevice};
+pub use api_keys::{ApiKey, KeyScope};
+pub use attributes::{Attribute, AttributeScope};
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
+pub use devices::{Device, DeviceFilter, DevicePatch, MqttCredentials, NewDevice, Updated};
+pub use groups::Group;
+pub use invites::Invite;
+pub use page::{ListParams, Page, Sort, SortField};
+pub use profiles::Profile;
 pub use tokens::{RefreshToken, TakeOutcome};
-pub use users::{Role, Tenant, User};
+pub use users::{Member, Role, Tenant, User};
 
 use crate::StoreError;
 

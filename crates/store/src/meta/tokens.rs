@@ -108,3 +108,22 @@ impl MetaStore {
         Ok(res.rows_affected())
     }
 }
+
+impl MetaStore {
+    /// Revokes every session of a user except `keep` (a family), e.g. after a password change.
+    pub async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let res = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND family != ?",
+        )
+        .bind(now_ms())
+        .bind(user.to_string())
+        .bind(keep.unwrap_or(""))
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
+    }
+}

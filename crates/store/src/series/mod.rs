@@ -121,4 +121,6 @@ pub trait SeriesStore: Send + Sync + 'static {
     ) -> Result<BTreeMap<String, Sample>, StoreError>;
     /// Deletes every sample of a device; returns how many series went.
     async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError>;
+    /// Deletes every sample of a tenant; returns how many series went.
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError>;
 }

@@ -348,4 +348,21 @@ impl SeriesStore for SqliteSeries {
         }
         Ok(res.rows_affected())
     }
+
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM points WHERE series IN (SELECT id FROM series WHERE tenant = ?)")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let res = sqlx::query("DELETE FROM series WHERE tenant = ?")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.retain(|(t, _, _), _| *t != tenant);
+        }
+        Ok(res.rows_affected())
+    }
 }

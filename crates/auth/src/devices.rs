@@ -1,0 +1,100 @@
+//! Device credentials: access tokens (SHA-256 look-up, cached) and MQTT
+//! username/password (argon2id, cached after a successful check).
+
+use std::sync::atomic::Ordering;
+
+use tributary_model::DeviceId;
+use tributary_store::Device;
+
+use crate::service::Authenticator;
+use crate::{password, token, AuthError};
+
+/// Length of device access tokens (≈ 149 bits of entropy).
+const DEVICE_TOKEN_LEN: usize = 25;
+
+impl Authenticator {
+    fn cached(&self, key: &str) -> Option<Device> {
+        self.devices.read().ok().and_then(|c| c.get(key).cloned())
+    }
+
+    fn cache(&self, key: String, device: &Device, generation: u64) {
+        if let Ok(mut cache) = self.devices.write() {
+            if self.device_generation.load(Ordering::Acquire) != generation {
+                return;
+            }
+            if cache.len() >= self.config.device_cache_entries {
+                cache.clear();
+            }
+            cache.insert(key, device.clone());
+        }
+    }
+
+    /// The device an access token belongs to, or `None` when unknown.
+    pub async fn device(&self, access_token: &str) -> Result<Option<Device>, AuthError> {
+        let hash = token::hash(access_token);
+        if let Some(d) = self.cached(&hash) {
+            return Ok(Some(d));
+        }
+        let generation = self.device_generation.load(Ordering::Acquire);
+        let Some(device) = self.meta.device_by_token_hash(&hash).await? else {
+            return Ok(None);
+        };
+        self.cache(hash, &device, generation);
+        Ok(Some(device))
+    }
+
+    /// The device whose MQTT credentials these are (and whose client-id binding holds).
+    pub async fn device_by_mqtt(
+        &self,
+        username: &str,
+        pw: &str,
+        client_id: &str,
+    ) -> Result<Option<Device>, AuthError> {
+        let key = format!("mqtt:{username}:{}", token::hash(pw));
+        let bound = |d: &Device| {
+            d.mqtt.as_ref().is_some_and(|m| {
+                m.username == username && m.client_id.as_deref().is_none_or(|c| c == client_id)
+            })
+        };
+        if let Some(d) = self.cached(&key) {
+            return Ok(bound(&d).then_some(d));
+        }
+        let generation = self.device_generation.load(Ordering::Acquire);
+        let Some((device, phc)) = self.meta.device_by_mqtt_username(username).await? else {
+            return Ok(None);
+        };
+        if !Self::verify_password(pw, phc).await? {
+            return Ok(None);
+        }
+        self.cache(key, &device, generation);
+        Ok(bound(&device).then_some(device))
+    }
+
+    /// Drops a device's cached credentials (after delete, rotation or a credential change).
+    pub fn forget_device(&self, id: DeviceId) {
+        if let Ok(mut cache) = self.devices.write() {
+            self.device_generation.fetch_add(1, Ordering::AcqRel);
+            cache.retain(|_, d| d.id != id);
+        }
+    }
+
+    /// A new device access token and its stored forms: (token, hash, hint).
+    pub fn new_device_token() -> (String, String, String) {
+        let t = token::generate(DEVICE_TOKEN_LEN);
+        let (h, hint) = (token::hash(&t), token::hint(&t));
+        (t, h, hint)
+    }
+
+    /// Hashes an MQTT password (argon2id) on a blocking thread; any length of 8+ is allowed.
+    pub async fn hash_device_password(pw: &str) -> Result<String, AuthError> {
+        if pw.len() < 8 || pw.len() > 1024 {
+            return Err(AuthError::WeakPassword(
+                "MQTT password must be 8 to 1024 bytes".into(),
+            ));
+        }
+        let pw = pw.to_string();
+        tokio::task::spawn_blocking(move || password::hash(&pw))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+    }
+}

@@ -1,0 +1,229 @@
+//! Device attributes through the user API.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tributary_auth::policy::Action;
+use tributary_store::meta::{Attribute, AttributeScope};
+use utoipa::{IntoParams, ToSchema};
+
+use super::devices::find;
+use crate::extract::{ApiJson, Auth, ClientIp};
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::validate;
+
+/// Most attributes one request may set.
+pub const MAX_ATTRIBUTES: usize = 1000;
+/// Largest attribute value, as JSON text.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// One attribute value and when it was set.
+#[derive(Serialize, ToSchema)]
+pub struct AttributeView {
+    /// Any JSON value.
+    #[schema(value_type = Object)]
+    value: serde_json::Value,
+    /// Last update (ms).
+    updated_at: i64,
+}
+
+/// Attributes by scope, then key.
+#[derive(Serialize, ToSchema)]
+pub struct AttributesView {
+    client: BTreeMap<String, AttributeView>,
+    server: BTreeMap<String, AttributeView>,
+    shared: BTreeMap<String, AttributeView>,
+}
+
+/// Which attributes to read.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttributeQuery {
+    /// Comma-separated scopes (client, server, shared); all when omitted.
+    scope: Option<String>,
+    /// Comma-separated keys; all when omitted.
+    keys: Option<String>,
+}
+
+/// Which attributes to delete.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Comma-separated keys (required).
+    keys: Option<String>,
+}
+
+/// Splits a comma-separated list, dropping empty items.
+pub fn csv(raw: Option<&str>) -> Vec<String> {
+    raw.map(|r| {
+        r.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Parses a scope name, naming the field on error.
+pub fn scope(raw: &str) -> Result<AttributeScope, ApiError> {
+    raw.parse()
+        .map_err(|e: String| ApiError::validation("scope", e))
+}
+
+/// Checks keys and values of attributes to set.
+pub fn check_values(values: &BTreeMap<String, serde_json::Value>) -> Result<(), ApiError> {
+    if values.is_empty() {
+        return Err(ApiError::validation("body", "no attributes to set"));
+    }
+    if values.len() > MAX_ATTRIBUTES {
+        return Err(ApiError::validation(
+            "body",
+            format!("at most {MAX_ATTRIBUTES} attributes per request"),
+        ));
+    }
+    for (k, v) in values {
+        validate::key("attribute", k)?;
+        if v.is_null() {
+            return Err(ApiError::validation(
+                k,
+                format!("attribute {k:?} is null; delete it instead"),
+            ));
+        }
+        if v.to_string().len() > MAX_VALUE_BYTES {
+            return Err(ApiError::validation(
+                k,
+                format!("attribute {k:?} is larger than {MAX_VALUE_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The attributes grouped as the API shows them.
+pub fn view(mut by_scope: BTreeMap<AttributeScope, BTreeMap<String, Attribute>>) -> AttributesView {
+    let mut take = |s| {
+        by_scope
+            .remove(&s)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, a)| {
+                (
+                    k,
+                    AttributeView {
+                        value: a.value,
+                        updated_at: a.updated_at,
+                    },
+                )
+            })
+            .collect()
+    };
+    AttributesView {
+        client: take(AttributeScope::Client),
+        server: take(AttributeScope::Server),
+        shared: take(AttributeScope::Shared),
+    }
+}
+
+/// A device's attributes.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/attributes", tag = "attributes", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id"), AttributeQuery),
+    responses((status = 200, body = AttributesView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    q: Result<Query<AttributeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AttributesView>, ApiError> {
+    let p = auth.require(Action::Read)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let device = find(&s, p.tenant, &id).await?;
+    let scopes = csv(q.scope.as_deref())
+        .iter()
+        .map(|s| scope(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let attrs = s
+        .meta
+        .get_attributes(p.tenant, device.id, &scopes, &csv(q.keys.as_deref()))
+        .await?;
+    Ok(Json(view(attrs)))
+}
+
+/// Set server or shared attributes (`{"key": value, …}`); client attributes come from the device.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/attributes/{scope}", tag = "attributes", security(("bearer" = [])),
+    request_body(content = Object, description = "Attribute keys and JSON values"),
+    params(("id" = String, Path, description = "Device id"), ("scope" = String, Path, description = "server or shared")),
+    responses((status = 204), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn set(
+    State(s): State<AppState>,
+    auth: Auth,
+    ClientIp(ip): ClientIp,
+    Path((id, raw_scope)): Path<(String, String)>,
+    ApiJson(values): ApiJson<BTreeMap<String, serde_json::Value>>,
+) -> Result<StatusCode, ApiError> {
+    let p = auth.require(Action::Write)?;
+    let scope = scope(&raw_scope)?;
+    if scope == AttributeScope::Client {
+        return Err(ApiError::validation(
+            "scope",
+            "client attributes are written by the device; use server or shared",
+        ));
+    }
+    check_values(&values)?;
+    let device = find(&s, p.tenant, &id).await?;
+    s.meta
+        .set_attributes(p.tenant, device.id, scope, &values)
+        .await?;
+    let keys: Vec<&String> = values.keys().collect();
+    s.audit(
+        p,
+        &ip,
+        "attributes.set",
+        "device",
+        Some(&id),
+        Some(serde_json::json!({"scope": scope, "keys": keys})),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete attributes of one scope by key.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}/attributes/{scope}", tag = "attributes", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id"), ("scope" = String, Path, description = "client, server or shared"), DeleteQuery),
+    responses((status = 204), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    auth: Auth,
+    ClientIp(ip): ClientIp,
+    Path((id, raw_scope)): Path<(String, String)>,
+    q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let p = auth.require(Action::Write)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let scope = scope(&raw_scope)?;
+    let keys = csv(q.keys.as_deref());
+    if keys.is_empty() {
+        return Err(ApiError::validation(
+            "keys",
+            "name the keys to delete: ?keys=a,b",
+        ));
+    }
+    let device = find(&s, p.tenant, &id).await?;
+    s.meta
+        .delete_attributes(p.tenant, device.id, scope, &keys)
+        .await?;
+    s.audit(
+        p,
+        &ip,
+        "attributes.delete",
+        "device",
+        Some(&id),
+        Some(serde_json::json!({"scope": scope, "keys": keys})),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}

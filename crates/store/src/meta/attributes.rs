@@ -1,0 +1,162 @@
+//! Device attributes in the three ThingsBoard scopes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tributary_model::{DeviceId, TenantId};
+
+use super::MetaStore;
+use crate::{now_ms, StoreError};
+
+/// Who writes an attribute: the device (client), the platform (server), or
+/// the platform for the device to read (shared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeScope {
+    /// Reported by the device.
+    Client,
+    /// Kept by the platform, invisible to the device.
+    Server,
+    /// Set by the platform, readable by the device.
+    Shared,
+}
+
+impl AttributeScope {
+    /// The scope's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeScope::Client => "client",
+            AttributeScope::Server => "server",
+            AttributeScope::Shared => "shared",
+        }
+    }
+}
+
+impl std::str::FromStr for AttributeScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "client" => Ok(Self::Client),
+            "server" => Ok(Self::Server),
+            "shared" => Ok(Self::Shared),
+            other => Err(format!(
+                "unknown attribute scope {other:?} (use client, server or shared)"
+            )),
+        }
+    }
+}
+
+/// One attribute value and when it was last set (ms).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    /// The value (any JSON).
+    pub value: serde_json::Value,
+    /// Last update (ms).
+    pub updated_at: i64,
+}
+
+impl MetaStore {
+    /// Sets attributes of a device in one scope (the device must be in `tenant`).
+    pub async fn set_attributes(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        scope: AttributeScope,
+        values: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        if self.get_device(tenant, device).await?.is_none() {
+            return Ok(false);
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for (k, v) in values {
+            sqlx::query(
+                "INSERT INTO attributes (tenant_id, device_id, scope, key, value, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(tenant.to_string())
+            .bind(device.to_string())
+            .bind(scope.as_str())
+            .bind(k)
+            .bind(v.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Attributes of a device by scope; `scopes`/`keys` empty mean all.
+    pub async fn get_attributes(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        scopes: &[AttributeScope],
+        keys: &[String],
+    ) -> Result<BTreeMap<AttributeScope, BTreeMap<String, Attribute>>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT scope, key, value, updated_at FROM attributes WHERE tenant_id = ",
+        );
+        qb.push_bind(tenant.to_string())
+            .push(" AND device_id = ")
+            .push_bind(device.to_string());
+        if !scopes.is_empty() {
+            qb.push(" AND scope IN (");
+            let mut sep = qb.separated(", ");
+            for s in scopes {
+                sep.push_bind(s.as_str());
+            }
+            qb.push(")");
+        }
+        if !keys.is_empty() {
+            qb.push(" AND key IN (");
+            let mut sep = qb.separated(", ");
+            for k in keys {
+                sep.push_bind(k.clone());
+            }
+            qb.push(")");
+        }
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut out: BTreeMap<AttributeScope, BTreeMap<String, Attribute>> = BTreeMap::new();
+        for r in rows {
+            let scope: String = r.try_get("scope")?;
+            let scope: AttributeScope = scope.parse().map_err(StoreError::Corrupt)?;
+            let raw: String = r.try_get("value")?;
+            out.entry(scope).or_default().insert(
+                r.try_get("key")?,
+                Attribute {
+                    value: serde_json::from_str(&raw)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    updated_at: r.try_get("updated_at")?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Deletes attributes of one scope; returns how many went.
+    pub async fn delete_attributes(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        scope: AttributeScope,
+        keys: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("DELETE FROM attributes WHERE tenant_id = ");
+        qb.push_bind(tenant.to_string())
+            .push(" AND device_id = ")
+            .push_bind(device.to_string())
+            .push(" AND scope = ")
+            .push_bind(scope.as_str())
+            .push(" AND key IN (");
+        let mut sep = qb.separated(", ");
+        for k in keys {
+            sep.push_bind(k.clone());
+        }
+        qb.push(")");
+        Ok(qb.build().execute(&self.pool).await?.rows_affected())
+    }
+}

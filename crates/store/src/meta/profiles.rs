@@ -1,0 +1,168 @@
+//! Device profiles: named telemetry key schemas enforced at ingest.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tributary_model::profile::ProfileSchema;
+use tributary_model::TenantId;
+use uuid::Uuid;
+
+use super::devices::Updated;
+use super::page::{self, Keyed, ListParams, Page};
+use super::MetaStore;
+use crate::{now_ms, StoreError};
+
+/// A device profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Its id.
+    pub id: String,
+    /// Name, unique within the tenant.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// The key schema.
+    pub schema: ProfileSchema,
+    /// Incremented by every change (the ETag).
+    pub version: i64,
+    /// Creation time (ms).
+    pub created_at: i64,
+}
+
+impl Keyed for Profile {
+    fn key_id(&self) -> String {
+        self.id.clone()
+    }
+    fn key_name(&self) -> &str {
+        &self.name
+    }
+    fn key_created_at(&self) -> i64 {
+        self.created_at
+    }
+}
+
+const COLUMNS: &str = "id, name, description, schema, version, created_at";
+
+fn profile_from(r: &SqliteRow) -> Result<Profile, StoreError> {
+    let schema: String = r.try_get("schema")?;
+    Ok(Profile {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        schema: serde_json::from_str(&schema)
+            .map_err(|e| StoreError::Corrupt(format!("profile schema: {e}")))?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl MetaStore {
+    /// Creates a profile.
+    pub async fn create_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        description: Option<&str>,
+        schema: &ProfileSchema,
+    ) -> Result<Profile, StoreError> {
+        let p = Profile {
+            id: Uuid::now_v7().to_string(),
+            name: name.to_string(),
+            description: description.map(str::to_string),
+            schema: schema.clone(),
+            version: 1,
+            created_at: now_ms(),
+        };
+        sqlx::query("INSERT INTO device_profiles (id, tenant_id, name, description, schema, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&p.id)
+            .bind(tenant.to_string())
+            .bind(&p.name)
+            .bind(&p.description)
+            .bind(serde_json::to_string(&p.schema).unwrap_or_default())
+            .bind(p.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::conflict_or(e, "profile with this name"))?;
+        Ok(p)
+    }
+
+    /// A page of the tenant's profiles.
+    pub async fn list_profiles(
+        &self,
+        tenant: TenantId,
+        params: &ListParams,
+    ) -> Result<Page<Profile>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {COLUMNS} FROM device_profiles WHERE tenant_id = "
+        ));
+        qb.push_bind(tenant.to_string());
+        page::push_keyset(&mut qb, params, "name")?;
+        page::push_order(&mut qb, params, "name");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        Ok(page::finish(
+            rows.iter().map(profile_from).collect::<Result<_, _>>()?,
+            params,
+        ))
+    }
+
+    /// One profile of the tenant.
+    pub async fn get_profile(
+        &self,
+        tenant: TenantId,
+        id: &str,
+    ) -> Result<Option<Profile>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM device_profiles WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(profile_from).transpose()
+    }
+
+    /// Changes a profile if it is at `if_version` (when given).
+    pub async fn update_profile(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        schema: Option<&ProfileSchema>,
+        if_version: Option<i64>,
+    ) -> Result<Updated<Profile>, StoreError> {
+        let Some(cur) = self.get_profile(tenant, id).await? else {
+            return Ok(Updated::NotFound);
+        };
+        if if_version.is_some_and(|v| v != cur.version) {
+            return Ok(Updated::Stale(cur));
+        }
+        sqlx::query(
+            "UPDATE device_profiles SET name = ?, description = ?, schema = ?, version = version + 1 \
+             WHERE tenant_id = ? AND id = ? AND version = ?",
+        )
+        .bind(name.unwrap_or(&cur.name))
+        .bind(description.map(|d| d.map(str::to_string)).unwrap_or(cur.description.clone()))
+        .bind(serde_json::to_string(schema.unwrap_or(&cur.schema)).unwrap_or_default())
+        .bind(tenant.to_string())
+        .bind(id)
+        .bind(cur.version)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, "profile with this name"))?;
+        Ok(match self.get_profile(tenant, id).await? {
+            Some(p) if p.version == cur.version + 1 => Updated::Ok(p),
+            Some(p) => Updated::Stale(p),
+            None => Updated::NotFound,
+        })
+    }
+
+    /// Deletes a profile; its devices keep no profile.
+    pub async fn delete_profile(&self, tenant: TenantId, id: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("DELETE FROM device_profiles WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+}

@@ -99,13 +99,29 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route [`router`] serves.
 pub fn openapi_document() -> Document {
-    api().split_for_parts().1
+    let (_, mut doc) = api().split_for_parts();
+    unique_operation_ids(&mut doc);
+    doc
+}
+
+/// Operation ids default to handler names (`list`, `get`…); prefix the tag to make them unique.
+fn unique_operation_ids(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for op in ops.into_iter().flatten() {
+            let tag = op.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_default().replace('-', "_");
+            if let Some(id) = &op.operation_id {
+                op.operation_id = Some(format!("{tag}_{id}"));
+            }
+        }
+    }
 }
 
 /// Every route Tributary serves over HTTP.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let (routes, doc) = api().split_for_parts();
+    let (routes, mut doc) = api().split_for_parts();
+    unique_operation_ids(&mut doc);
     let doc = ops::OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_default()));
     routes
         .fallback(not_found)

@@ -233,3 +233,83 @@ pub async fn get_json(base: &str, token: &str, path: &str) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+/// A client acting with one bearer credential.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self { base: base.to_string(), token: token.to_string(), http: client() }
+    }
+
+    /// Sends a request with an optional JSON body; returns status and JSON (or text) body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if !self.token.is_empty() {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("PATCH", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call("DELETE", path, None).await
+    }
+
+    /// POSTs and insists on `status`, returning the body.
+    pub async fn must(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
+        let (st, v) = self.call(method, path, body).await;
+        assert_eq!(st, status, "{method} {path}: {v}");
+        v
+    }
+}
+
+/// Logs in with email and password; returns the session body.
+pub async fn login_as(base: &str, email: &str, password: &str) -> Value {
+    let res = client()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "login {email}");
+    res.json().await.unwrap()
+}
+
+/// Invites `email` with `role` as `inviter` and accepts; returns the new user's access token.
+pub async fn invite_and_accept(inviter: &Api, email: &str, role: &str) -> String {
+    let inv = inviter.must("POST", "/api/v1/invites", Some(json!({"email": email, "role": role})), 201).await;
+    let anon = Api::new(&inviter.base, "");
+    let session = anon
+        .must(
+            "POST",
+            "/api/v1/auth/accept-invite",
+            Some(json!({"token": inv["token"], "password": "a-long-enough-password"})),
+            200,
+        )
+        .await;
+    session["access_token"].as_str().unwrap().to_string()
+}

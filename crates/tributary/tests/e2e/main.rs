@@ -5,4 +5,5 @@ mod durability;
 mod identity;
 mod ingest;
 mod live;
+mod tenancy;
 mod operations;

@@ -5,6 +5,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// Headers that go with some problems.
+#[derive(Debug, Clone, Default)]
+pub struct ProblemHeaders {
+    /// Seconds to wait before retrying, for 429 and 503.
+    pub retry_after: Option<u64>,
+    /// Current entity tag, for 412.
+    pub etag: Option<String>,
+}
+
 /// An API error: becomes a problem+json response (RFC 9457).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApiError {
@@ -20,14 +29,10 @@ pub struct ApiError {
     /// The offending field, where there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Seconds to wait before retrying, for 429 and 503.
+    /// Response headers some problems carry (`Retry-After`, `ETag`).
     #[serde(skip)]
     #[schema(ignore)]
-    pub retry_after: Option<u64>,
-    /// Current entity tag, for 412.
-    #[serde(skip)]
-    #[schema(ignore)]
-    pub etag: Option<String>,
+    pub headers: Option<Box<ProblemHeaders>>,
 }
 
 impl ApiError {
@@ -44,8 +49,7 @@ impl ApiError {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
-            retry_after: None,
-            etag: None,
+            headers: None,
         }
     }
 
@@ -139,7 +143,10 @@ impl ApiError {
             "Precondition failed",
             format!("the resource changed since you read it; it is now {current_etag}: read it again and retry"),
         );
-        e.etag = Some(current_etag);
+        e.headers = Some(Box::new(ProblemHeaders {
+            retry_after: None,
+            etag: Some(current_etag),
+        }));
         e
     }
 
@@ -151,7 +158,10 @@ impl ApiError {
             "Too many requests",
             detail,
         );
-        e.retry_after = Some(retry_after);
+        e.headers = Some(Box::new(ProblemHeaders {
+            retry_after: Some(retry_after),
+            etag: None,
+        }));
         e
     }
 
@@ -163,7 +173,10 @@ impl ApiError {
             "Service unavailable",
             detail,
         );
-        e.retry_after = Some(1);
+        e.headers = Some(Box::new(ProblemHeaders {
+            retry_after: Some(1),
+            etag: None,
+        }));
         e
     }
 
@@ -192,10 +205,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = self.retry_after {
+        let extra = self.headers.as_deref().cloned().unwrap_or_default();
+        if let Some(secs) = extra.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(etag) = self
+        if let Some(etag) = extra
             .etag
             .as_deref()
             .and_then(|e| HeaderValue::from_str(e).ok())

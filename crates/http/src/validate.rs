@@ -94,3 +94,14 @@ pub fn email(e: &str) -> Result<(), ApiError> {
         ))
     }
 }
+
+/// An optional description of at most 1024 characters.
+pub fn description(d: Option<&str>) -> Result<(), ApiError> {
+    match d {
+        Some(d) if d.chars().count() > 1024 => Err(ApiError::validation(
+            "description",
+            "description must be at most 1024 characters",
+        )),
+        _ => Ok(()),
+    }
+}

@@ -166,6 +166,7 @@ pub async fn set(
     ApiJson(values): ApiJson<BTreeMap<String, serde_json::Value>>,
 ) -> Result<StatusCode, ApiError> {
     let p = auth.require(Action::Write)?;
+    let device = find(&s, p.tenant, &id).await?;
     let scope = scope(&raw_scope)?;
     if scope == AttributeScope::Client {
         return Err(ApiError::validation(
@@ -174,7 +175,6 @@ pub async fn set(
         ));
     }
     check_values(&values)?;
-    let device = find(&s, p.tenant, &id).await?;
     s.meta
         .set_attributes(p.tenant, device.id, scope, &values)
         .await?;
@@ -204,6 +204,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let p = auth.require(Action::Write)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let device = find(&s, p.tenant, &id).await?;
     let scope = scope(&raw_scope)?;
     let keys = csv(q.keys.as_deref());
     if keys.is_empty() {
@@ -212,7 +213,6 @@ pub async fn delete(
             "name the keys to delete: ?keys=a,b",
         ));
     }
-    let device = find(&s, p.tenant, &id).await?;
     s.meta
         .delete_attributes(p.tenant, device.id, scope, &keys)
         .await?;

@@ -79,16 +79,6 @@ pub struct GroupQuery {
     name: Option<String>,
 }
 
-fn check_description(d: &Option<String>) -> Result<(), ApiError> {
-    match d {
-        Some(d) if d.chars().count() > 1024 => Err(ApiError::validation(
-            "description",
-            "description must be at most 1024 characters",
-        )),
-        _ => Ok(()),
-    }
-}
-
 async fn find(
     s: &AppState,
     tenant: tributary_model::TenantId,
@@ -115,7 +105,7 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     validate::text("name", &req.name, 128)?;
-    check_description(&req.description)?;
+    validate::description(req.description.as_deref())?;
     let g = s
         .meta
         .create_group(p.tenant, req.name.trim(), req.description.as_deref())
@@ -189,7 +179,7 @@ pub async fn update(
         validate::text("name", n, 128)?;
     }
     if let Some(d) = &req.description {
-        check_description(d)?;
+        validate::description(d.as_deref())?;
     }
     let description = req.description.as_ref().map(|d| d.as_deref());
     match s

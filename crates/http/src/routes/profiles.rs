@@ -118,6 +118,7 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     validate::text("name", &req.name, 128)?;
+    validate::description(req.description.as_deref())?;
     check_schema(&req.schema)?;
     let profile = s
         .meta
@@ -198,6 +199,9 @@ pub async fn update(
     }
     if let Some(schema) = &req.schema {
         check_schema(schema)?;
+    }
+    if let Some(d) = &req.description {
+        validate::description(d.as_deref())?;
     }
     let description = req.description.as_ref().map(|d| d.as_deref());
     match s

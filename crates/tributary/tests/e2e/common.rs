@@ -244,7 +244,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, token: &str) -> Self {
-        Self { base: base.to_string(), token: token.to_string(), http: client() }
+        Self {
+            base: base.to_string(),
+            token: token.to_string(),
+            http: client(),
+        }
     }
 
     /// Sends a request with an optional JSON body; returns status and JSON (or text) body.
@@ -260,7 +264,10 @@ impl Api {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -301,7 +308,14 @@ pub async fn login_as(base: &str, email: &str, password: &str) -> Value {
 
 /// Invites `email` with `role` as `inviter` and accepts; returns the new user's access token.
 pub async fn invite_and_accept(inviter: &Api, email: &str, role: &str) -> String {
-    let inv = inviter.must("POST", "/api/v1/invites", Some(json!({"email": email, "role": role})), 201).await;
+    let inv = inviter
+        .must(
+            "POST",
+            "/api/v1/invites",
+            Some(json!({"email": email, "role": role})),
+            201,
+        )
+        .await;
     let anon = Api::new(&inviter.base, "");
     let session = anon
         .must(

@@ -5,5 +5,7 @@ mod durability;
 mod identity;
 mod ingest;
 mod live;
-mod tenancy;
+mod matrix;
 mod operations;
+mod resources;
+mod tenancy;

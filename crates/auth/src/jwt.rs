@@ -65,11 +65,15 @@ impl TokenSigner {
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
 
-    /// Verifies signature and expiry.
+    /// Verifies signature and expiry (a token is valid strictly before its `exp` second).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let claims = decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
-            .map_err(|_| AuthError::InvalidToken)
+            .map_err(|_| AuthError::InvalidToken)?;
+        if claims.exp.saturating_mul(1000) <= ns_to_ms(now_ns()) {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(claims)
     }
 }
 

@@ -103,11 +103,11 @@ async fn session(s: AppState, principal: Principal, socket: WebSocket) {
     let mut ping = tokio::time::interval(s.config.live_ping);
     ping.tick().await;
     // Credentials that never expire (API keys without expiry) get a far-off deadline.
-    let ttl = principal
+    let ttl_ms = principal
         .expires_at
-        .map(|exp| exp - ns_to_ms(now_ns()) / 1000)
-        .unwrap_or(i64::from(u32::MAX));
-    let expiry = tokio::time::sleep(Duration::from_secs(ttl.max(0) as u64));
+        .map(|exp| exp.saturating_mul(1000) - ns_to_ms(now_ns()))
+        .unwrap_or(i64::from(u32::MAX) * 1000);
+    let expiry = tokio::time::sleep(Duration::from_millis(ttl_ms.max(0) as u64));
     tokio::pin!(expiry);
     let mut shutdown = s.shutdown.clone();
 

@@ -195,4 +195,7 @@ async fn expired_credentials_close_the_connection() {
     .expect("a close frame");
     assert_eq!(u16::from(closed.code), 4001);
     assert_eq!(closed.reason.as_str(), "token expired");
+    // The same expiry applies to the REST API.
+    let (st, v) = get_json(&s.base, &token, "/api/v1/devices").await;
+    assert_eq!(st, 401, "{v}");
 }

@@ -706,9 +706,7 @@ async fn no_credential_of_one_tenant_reaches_another() {
         )
         .await;
     assert!(attrs["server"].get("pwned").is_none());
-    owner_b
-        .must("GET", "/api/v1/api-keys", None, 200)
-        .await;
+    owner_b.must("GET", "/api/v1/api-keys", None, 200).await;
     let b_still = Api::new(&s.base, b_key["key"].as_str().unwrap());
     b_still.must("GET", "/api/v1/devices", None, 200).await;
 }

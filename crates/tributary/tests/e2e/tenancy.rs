@@ -501,3 +501,30 @@ async fn users_belong_to_several_tenants_and_switch() {
         1
     );
 }
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.env
+        .push(("TRIBUTARY_LOGIN_FAILURES_PER_ADDRESS", "3".into()));
+    let s = Server::start_with(opts);
+    let anon = Api::new(&s.base, "");
+    for i in 0..3 {
+        let (st, v) = anon
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": format!("nobody{i}@example.com"), "password": "whatever-it-is"}),
+            )
+            .await;
+        assert_eq!(st, 401, "{v}");
+    }
+    let (st, v) = anon
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "yet-another@example.com", "password": "whatever-it-is"}),
+        )
+        .await;
+    assert_eq!(st, 429, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("retry in"));
+}

@@ -9,7 +9,7 @@ use tributary_model::time::{now_ns, ns_to_ms};
 use tributary_store::meta::{ApiKey, KeyScope, Sort, SortField};
 use utoipa::ToSchema;
 
-use super::PageQuery;
+use super::NamedPageQuery;
 use crate::extract::{ApiJson, Auth, ClientIp};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -107,23 +107,26 @@ pub async fn create(
 }
 
 /// API keys of the current tenant (prefixes only).
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), params(NamedPageQuery),
     responses((status = 200, body = ApiKeyList), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<NamedPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ApiKeyList>, ApiError> {
     let p = auth.require(Action::ManageApiKeys)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let params = super::page_params(
+    let params = super::named_page_params(
         &q,
         Sort {
             field: SortField::CreatedAt,
             desc: true,
         },
     )?;
-    let page = s.meta.list_api_keys(p.tenant, &params).await?;
+    let page = s
+        .meta
+        .list_api_keys(p.tenant, q.name.as_deref(), &params)
+        .await?;
     Ok(Json(ApiKeyList {
         data: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,

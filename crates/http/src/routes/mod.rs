@@ -43,6 +43,30 @@ pub struct PageQuery {
     sort: Option<String>,
 }
 
+/// List parameters with a name filter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NamedPageQuery {
+    /// 1–1000, default 100.
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// `name`, `created_at`, or either with `-` for descending.
+    sort: Option<String>,
+    /// Name contains this (case-insensitive).
+    name: Option<String>,
+}
+
+/// The store parameters of a [`NamedPageQuery`].
+fn named_page_params(q: &NamedPageQuery, default: Sort) -> Result<ListParams, ApiError> {
+    list_params(
+        q.limit.as_deref(),
+        q.cursor.as_deref(),
+        q.sort.as_deref(),
+        default,
+    )
+}
+
 /// The store parameters of a [`PageQuery`].
 fn page_params(q: &PageQuery, default: Sort) -> Result<ListParams, ApiError> {
     list_params(

@@ -11,7 +11,7 @@ use tributary_store::meta::{Profile, Sort, SortField, Updated};
 use utoipa::ToSchema;
 
 use super::devices::double_option;
-use super::PageQuery;
+use super::NamedPageQuery;
 use crate::extract::{etag, ApiJson, Auth, ClientIp, IfMatch};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -139,23 +139,26 @@ pub async fn create(
 }
 
 /// Profiles of the current tenant.
-#[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])), params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])), params(NamedPageQuery),
     responses((status = 200, body = ProfileList), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<NamedPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ProfileList>, ApiError> {
     let p = auth.require(Action::Read)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let params = super::page_params(
+    let params = super::named_page_params(
         &q,
         Sort {
             field: SortField::Name,
             desc: false,
         },
     )?;
-    let page = s.meta.list_profiles(p.tenant, &params).await?;
+    let page = s
+        .meta
+        .list_profiles(p.tenant, q.name.as_deref(), &params)
+        .await?;
     Ok(Json(ProfileList {
         data: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,

@@ -149,11 +149,17 @@ impl MetaStore {
     pub async fn list_api_keys(
         &self,
         tenant: TenantId,
+        name: Option<&str>,
         params: &ListParams,
     ) -> Result<Page<ApiKey>, StoreError> {
         let mut qb: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {COLUMNS} FROM api_keys WHERE tenant_id = "));
         qb.push_bind(tenant.to_string());
+        if let Some(n) = name {
+            qb.push(" AND instr(lower(name), lower(")
+                .push_bind(n.to_string())
+                .push(")) > 0");
+        }
         page::push_keyset(&mut qb, params, "name")?;
         page::push_order(&mut qb, params, "name");
         let rows = qb.build().fetch_all(&self.pool).await?;

@@ -89,12 +89,18 @@ impl MetaStore {
     pub async fn list_profiles(
         &self,
         tenant: TenantId,
+        name: Option<&str>,
         params: &ListParams,
     ) -> Result<Page<Profile>, StoreError> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
             "SELECT {COLUMNS} FROM device_profiles WHERE tenant_id = "
         ));
         qb.push_bind(tenant.to_string());
+        if let Some(n) = name {
+            qb.push(" AND instr(lower(name), lower(")
+                .push_bind(n.to_string())
+                .push(")) > 0");
+        }
         page::push_keyset(&mut qb, params, "name")?;
         page::push_order(&mut qb, params, "name");
         let rows = qb.build().fetch_all(&self.pool).await?;

@@ -270,6 +270,20 @@ async fn profiles_are_enforced_at_ingest() {
         )
         .await;
     let pid = profile["id"].as_str().unwrap();
+    api.must(
+        "POST",
+        "/api/v1/profiles",
+        Some(json!({"name": "humidity"})),
+        201,
+    )
+    .await;
+    assert_eq!(
+        names(
+            &api.must("GET", "/api/v1/profiles?name=THER&sort=-name", None, 200)
+                .await
+        ),
+        vec!["thermo"]
+    );
     let dev = api
         .must(
             "POST",

@@ -313,6 +313,14 @@ async fn api_keys_are_scoped_shown_once_and_revocable() {
         list["data"][0].get("key").is_none(),
         "listed by prefix only"
     );
+    let filtered = owner
+        .must("GET", "/api/v1/api-keys?name=GRAF", None, 200)
+        .await;
+    assert_eq!(filtered["data"].as_array().unwrap().len(), 1);
+    let none = owner
+        .must("GET", "/api/v1/api-keys?name=nothing", None, 200)
+        .await;
+    assert!(none["data"].as_array().unwrap().is_empty());
 
     let reader = Api::new(&s.base, &key);
     let (id, _) = create_device(&s.base, &owner.token, "k1").await;

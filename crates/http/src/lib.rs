@@ -5,6 +5,7 @@
 
 mod audit;
 mod extract;
+mod live;
 mod openapi;
 mod problem;
 mod profiles;

@@ -29,6 +29,14 @@ pub struct HttpConfig {
     pub live_ping: Duration,
     /// Largest message a live client may send (bytes).
     pub live_max_message: usize,
+    /// Devices one live connection may subscribe to.
+    pub live_max_subscriptions: usize,
+    /// How often a live connection's credential is checked again.
+    pub live_auth_recheck: Duration,
+    /// How often group and label subscriptions are re-resolved.
+    pub live_selector_refresh: Duration,
+    /// Most points replayed from the store to a resuming client.
+    pub live_resume_max_points: usize,
 }
 
 /// Shared state of all handlers.

@@ -9,7 +9,7 @@ mod sqlite;
 pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
 pub use meta::{ListParams, Page};
 pub use series::sqlite::SqliteSeries;
-pub use series::{AggQuery, Aggregate, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+pub use series::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 
 /// Errors of the stores.
 #[derive(Debug, thiserror::Error)]

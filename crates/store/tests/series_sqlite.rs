@@ -42,7 +42,7 @@ async fn writes_queries_and_checkpoint() {
         device: d,
         points: vec![p("f", 20, Value::Float(9.0)), p("f", 5, Value::Float(0.5))],
     };
-    store.apply(&[&b1, &b2], 7).await.unwrap();
+    store.apply(&[(6, &b1), (7, &b2)]).await.unwrap();
     assert_eq!(store.applied_lsn().await.unwrap(), 7);
 
     let r = store.query(t, d, &all(&[])).await.unwrap();
@@ -95,7 +95,7 @@ async fn writes_queries_and_checkpoint() {
     assert_eq!(store.delete_device(t, d).await.unwrap(), 4);
     assert!(store.query(t, d, &all(&[])).await.unwrap().is_empty());
     // Writing again after a delete works (the series id cache was dropped).
-    store.apply(&[&b2], 8).await.unwrap();
+    store.apply(&[(8, &b2)]).await.unwrap();
     assert_eq!(store.query(t, d, &all(&["f"])).await.unwrap()["f"].len(), 2);
 }
 
@@ -117,7 +117,7 @@ async fn aggregates_keep_integer_results_integer() {
             })
             .collect(),
     };
-    store.apply(&[&b], 1).await.unwrap();
+    store.apply(&[(1, &b)]).await.unwrap();
     let agg = |agg, key: &str| AggQuery {
         range: all(&[key]),
         agg,

@@ -120,6 +120,16 @@ pub struct Config {
     pub live_ping_secs: u64,
     /// Largest message a live client may send (bytes).
     pub live_max_message_bytes: usize,
+    /// Live connections one tenant may have.
+    pub live_max_clients_per_tenant: usize,
+    /// Bytes of recent commits kept in memory for clients that resume.
+    pub live_replay_bytes: usize,
+    /// Seconds between re-checks of a live connection's credential.
+    pub live_auth_recheck_secs: u64,
+    /// Seconds between re-resolutions of group and label subscriptions.
+    pub live_selector_refresh_secs: u64,
+    /// Most points replayed from the store to a resuming client.
+    pub live_resume_max_points: usize,
 
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
@@ -159,6 +169,11 @@ impl Default for Config {
             live_max_subscriptions: 1000,
             live_ping_secs: 30,
             live_max_message_bytes: 64 * 1024,
+            live_max_clients_per_tenant: 10_000,
+            live_replay_bytes: 64 * 1024 * 1024,
+            live_auth_recheck_secs: 15,
+            live_selector_refresh_secs: 10,
+            live_resume_max_points: 100_000,
             shutdown_grace_secs: 10,
         }
     }

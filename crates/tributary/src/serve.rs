@@ -64,6 +64,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let hub = Hub::new(HubConfig {
         client_queue: config.live_client_queue,
         max_subscriptions: config.live_max_subscriptions,
+        max_clients_per_tenant: config.live_max_clients_per_tenant,
+        replay_bytes: config.live_replay_bytes,
     });
     let pipeline = Pipeline::start(
         PipelineConfig {
@@ -118,6 +120,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             read_your_writes: Duration::from_millis(config.query_catch_up_ms),
             live_ping: Duration::from_secs(config.live_ping_secs),
             live_max_message: config.live_max_message_bytes,
+            live_max_subscriptions: config.live_max_subscriptions,
+            live_auth_recheck: Duration::from_secs(config.live_auth_recheck_secs.max(1)),
+            live_selector_refresh: Duration::from_secs(config.live_selector_refresh_secs.max(1)),
+            live_resume_max_points: config.live_resume_max_points,
         }),
         ready: ready.clone(),
         shutdown: shutdown_rx.clone(),

@@ -12,12 +12,9 @@ pub struct SeriesSink(pub Arc<dyn SeriesStore>);
 #[async_trait]
 impl Sink for SeriesSink {
     async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), SinkError> {
-        let Some(last) = entries.last() else {
-            return Ok(());
-        };
-        let batches: Vec<_> = entries.iter().map(|e| &e.batch).collect();
+        let batches: Vec<_> = entries.iter().map(|e| (e.lsn, &e.batch)).collect();
         self.0
-            .apply(&batches, last.lsn)
+            .apply(&batches)
             .await
             .map_err(|e| SinkError(e.to_string()))
     }

@@ -178,6 +178,8 @@ pub async fn set(
     s.meta
         .set_attributes(p.tenant, device.id, scope, &values)
         .await?;
+    s.hub
+        .publish_attributes(p.tenant, device.id, scope.as_str(), &values);
     let keys: Vec<&String> = values.keys().collect();
     s.audit(
         p,
@@ -216,6 +218,13 @@ pub async fn delete(
     s.meta
         .delete_attributes(p.tenant, device.id, scope, &keys)
         .await?;
+    // Live clients see removed attributes as null.
+    let removed = keys
+        .iter()
+        .map(|k| (k.clone(), serde_json::Value::Null))
+        .collect();
+    s.hub
+        .publish_attributes(p.tenant, device.id, scope.as_str(), &removed);
     s.audit(
         p,
         &ip,

@@ -115,6 +115,12 @@ pub async fn post_attributes(
     s.meta
         .set_attributes(device.tenant, device.id, AttributeScope::Client, &values)
         .await?;
+    s.hub.publish_attributes(
+        device.tenant,
+        device.id,
+        AttributeScope::Client.as_str(),
+        &values,
+    );
     Ok(StatusCode::OK)
 }
 

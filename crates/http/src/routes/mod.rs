@@ -8,7 +8,6 @@ mod auth;
 mod device_api;
 mod devices;
 mod groups;
-mod live;
 mod members;
 mod ops;
 mod profiles;
@@ -113,7 +112,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(profiles::create, profiles::list))
         .routes(routes!(profiles::get, profiles::update, profiles::delete))
         .routes(routes!(audit::list))
-        .routes(routes!(live::websocket))
+        .routes(routes!(crate::live::ws::websocket))
+        .routes(routes!(crate::live::sse::sse))
         .routes(routes!(device_api::telemetry))
         .routes(routes!(
             device_api::post_attributes,

@@ -19,6 +19,17 @@ pub struct Sample {
     pub value: Value,
 }
 
+/// A point as written, with the LSN of its batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The batch's log sequence number.
+    pub lsn: u64,
+    /// The key.
+    pub key: String,
+    /// The sample.
+    pub sample: Sample,
+}
+
 /// Samples per key.
 pub type SeriesMap = BTreeMap<String, Vec<Sample>>;
 
@@ -94,8 +105,8 @@ pub struct AggQuery {
 /// A time-series store. Writes come only from the pipeline's sink, in log order.
 #[async_trait]
 pub trait SeriesStore: Send + Sync + 'static {
-    /// Stores the batches and records `lsn` as applied, atomically.
-    async fn apply(&self, batches: &[&Batch], lsn: u64) -> Result<(), StoreError>;
+    /// Stores the batches (each with its LSN, ascending) and records the last LSN as applied, atomically.
+    async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError>;
     /// The last LSN recorded by [`SeriesStore::apply`] (0 when none).
     async fn applied_lsn(&self) -> Result<u64, StoreError>;
     /// Raw samples per key in a range.
@@ -119,6 +130,15 @@ pub trait SeriesStore: Send + Sync + 'static {
         device: DeviceId,
         keys: &[String],
     ) -> Result<BTreeMap<String, Sample>, StoreError>;
+    /// Points of a device written after `since` (by LSN, oldest first), at most `limit`:
+    /// what a live client that reconnects has missed.
+    async fn changes_since(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError>;
     /// Deletes every sample of a device; returns how many series went.
     async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError>;
     /// Deletes every sample of a tenant; returns how many series went.

@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tributary_model::{Batch, DeviceId, TenantId, Value};
 
-use super::{AggQuery, Aggregate, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+use super::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 use crate::StoreError;
 
 const SCHEMA: &[&str] = &[r#"
@@ -26,8 +26,10 @@ CREATE TABLE points (
     ts     INTEGER NOT NULL,
     kind   INTEGER NOT NULL,
     value,
+    lsn    INTEGER NOT NULL,
     PRIMARY KEY (series, ts)
 ) WITHOUT ROWID;
+CREATE INDEX points_lsn ON points (series, lsn);
 CREATE TABLE checkpoint (
     id  INTEGER PRIMARY KEY CHECK (id = 1),
     lsn INTEGER NOT NULL
@@ -126,12 +128,15 @@ impl SqliteSeries {
 
 #[async_trait]
 impl SeriesStore for SqliteSeries {
-    async fn apply(&self, batches: &[&Batch], lsn: u64) -> Result<(), StoreError> {
+    async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError> {
+        let Some(lsn) = batches.last().map(|(l, _)| *l) else {
+            return Ok(());
+        };
         let mut tx = self.pool.begin().await?;
         // Resolve series ids, creating the series that are new.
-        let mut rows: Vec<(i64, i64, &Value)> = Vec::new();
+        let mut rows: Vec<(i64, i64, &Value, u64)> = Vec::new();
         let mut fresh: Vec<(SeriesKey, i64)> = Vec::new();
-        for batch in batches {
+        for (batch_lsn, batch) in batches {
             for p in &batch.points {
                 let key = (batch.tenant, batch.device, p.key.clone());
                 let id = match self
@@ -161,13 +166,13 @@ impl SeriesStore for SqliteSeries {
                         id
                     }
                 };
-                rows.push((id, p.ts, &p.value));
+                rows.push((id, p.ts, &p.value, *batch_lsn));
             }
         }
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO points (series, ts, kind, value) ");
-            qb.push_values(chunk, |mut b, (id, ts, v)| {
+                QueryBuilder::new("INSERT INTO points (series, ts, kind, value, lsn) ");
+            qb.push_values(chunk, |mut b, (id, ts, v, row_lsn)| {
                 b.push_bind(*id).push_bind(*ts).push_bind(kind_of(v));
                 match v {
                     Value::Float(f) => b.push_bind(*f),
@@ -175,9 +180,10 @@ impl SeriesStore for SqliteSeries {
                     Value::Bool(x) => b.push_bind(*x as i64),
                     Value::Str(s) => b.push_bind(s.as_str()),
                 };
+                b.push_bind(*row_lsn as i64);
             });
             // Duplicate timestamps: the last write wins.
-            qb.push(" ON CONFLICT (series, ts) DO UPDATE SET kind = excluded.kind, value = excluded.value");
+            qb.push(" ON CONFLICT (series, ts) DO UPDATE SET kind = excluded.kind, value = excluded.value, lsn = excluded.lsn");
             qb.build().execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE checkpoint SET lsn = ? WHERE id = 1")
@@ -325,6 +331,37 @@ impl SeriesStore for SqliteSeries {
             out.insert(key, sample);
         }
         Ok(out)
+    }
+
+    async fn changes_since(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.key, p.ts, p.kind, p.value, p.lsn FROM points p JOIN series s ON s.id = p.series \
+             WHERE s.tenant = ? AND s.device = ? AND p.lsn > ? ORDER BY p.lsn, p.ts LIMIT ?",
+        )
+        .bind(tenant.to_string())
+        .bind(device.to_string())
+        .bind(since as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Change {
+                    lsn: r.try_get::<i64, _>("lsn")?.max(0) as u64,
+                    key: r.try_get("key")?,
+                    sample: Sample {
+                        ts: r.try_get("ts")?,
+                        value: decode_value(r, "kind", "value")?,
+                    },
+                })
+            })
+            .collect()
     }
 
     async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError> {

@@ -61,6 +61,8 @@ async fn snapshot_then_updates_within_milliseconds() {
     let snap = next_json(&mut ws).await;
     assert_eq!(snap["type"], "snapshot");
     assert_eq!(snap["device"], id.as_str());
+    let ack = next_json(&mut ws).await;
+    assert_eq!((ack["type"].as_str(), ack["devices"].as_u64()), (Some("subscribed"), Some(1)));
     assert_eq!(
         snap["values"],
         json!({"temp": {"ts": t0, "value": 20.0}}),
@@ -113,6 +115,7 @@ async fn snapshot_then_updates_within_milliseconds() {
     send(&mut ws2, json!({"type": "subscribe", "device": other_id})).await;
     let snap = next_json(&mut ws2).await;
     assert_eq!(snap["values"]["temp"]["value"], 99);
+    assert_eq!(next_json(&mut ws2).await["type"], "subscribed");
     post_telemetry(&s.base, &other_dev, r#"{"a":1,"b":"x"}"#).await;
     let up = next_json(&mut ws2).await;
     assert_eq!(up["points"]["a"][0]["value"], 1);

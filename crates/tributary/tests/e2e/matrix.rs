@@ -130,6 +130,7 @@ const ENDPOINTS: &[(&str, &str, Rule)] = &[
     ("patch", "/api/v1/profiles/{id}", Rule::Write),
     ("delete", "/api/v1/profiles/{id}", Rule::Write),
     ("get", "/api/v1/live", Rule::Read),
+    ("get", "/api/v1/live/sse", Rule::Read),
 ];
 
 /// Fixtures of one tenant, created by its owner.

@@ -62,7 +62,10 @@ async fn snapshot_then_updates_within_milliseconds() {
     assert_eq!(snap["type"], "snapshot");
     assert_eq!(snap["device"], id.as_str());
     let ack = next_json(&mut ws).await;
-    assert_eq!((ack["type"].as_str(), ack["devices"].as_u64()), (Some("subscribed"), Some(1)));
+    assert_eq!(
+        (ack["type"].as_str(), ack["devices"].as_u64()),
+        (Some("subscribed"), Some(1))
+    );
     assert_eq!(
         snap["values"],
         json!({"temp": {"ts": t0, "value": 20.0}}),

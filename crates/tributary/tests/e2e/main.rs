@@ -5,6 +5,7 @@ mod durability;
 mod identity;
 mod ingest;
 mod live;
+mod live_feed;
 mod matrix;
 mod operations;
 mod resources;

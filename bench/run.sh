@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The benchmarks in one command: bench/run.sh [seconds-per-round]
+# The benchmarks in one command: bench/run.sh [all|http|live] [seconds-per-round]
 # Starts a release Tributary (and InfluxDB 1.x when installed: apt-get install influxdb)
 # on loopback with fresh data directories, runs the same load against both,
 # prints the tables for docs/benchmarks.md and keeps them in bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-10}
+which=${1:-all}
+seconds=${2:-10}
 
 cargo build --release -q -p tributary -p tributary-bench
 work=$(mktemp -d)
@@ -20,7 +21,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 password=bench-password-123
-TRIBUTARY_ADMIN_EMAIL=bench@example.com TRIBUTARY_ADMIN_PASSWORD=$password \
+TRIBUTARY_ADMIN_EMAIL=bench@example.com TRIBUTARY_ADMIN_PASSWORD=$password TRIBUTARY_LIVE_MAX_CLIENTS_PER_TENANT=20000 \
   target/release/tributary serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 \
   --log warn,tributary::serve=info >"$work/tributary.out" 2>"$work/tributary.log" &
 pids+=($!)
@@ -63,13 +64,23 @@ else
 fi
 
 mkdir -p bench/results
-out="bench/results/http-ingest-$(date -u +%Y%m%dT%H%M%SZ).md"
-{
-  echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo
-  target/release/tributary-bench http-ingest --tributary "http://$addr" \
-    --email bench@example.com --password "$password" --seconds "$seconds" "${influx_args[@]}"
-  echo
-  echo "Tributary peak RSS: $(grep VmHWM /proc/"${pids[0]}"/status | awk '{print $2, $3}')"
-} | tee "$out"
-echo "saved to $out"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+header() { echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; echo; }
+if [ "$which" = all ] || [ "$which" = http ]; then
+  out="bench/results/http-ingest-$stamp.md"
+  { header
+    target/release/tributary-bench http-ingest --tributary "http://$addr" \
+      --email bench@example.com --password "$password" --seconds "$seconds" "${influx_args[@]}"
+    echo
+    echo "Tributary peak RSS so far: $(grep VmHWM /proc/"${pids[0]}"/status | awk '{print $2, $3}')"
+  } | tee "$out"
+  echo "saved to $out"
+fi
+if [ "$which" = all ] || [ "$which" = live ]; then
+  out="bench/results/live-$stamp.md"
+  { header
+    target/release/tributary-bench live --tributary "http://$addr" --server-pid "${pids[0]}" \
+      --email bench@example.com --password "$password" --seconds "$seconds"
+  } | tee "$out"
+  echo "saved to $out"
+fi

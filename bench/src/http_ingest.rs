@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::api::{create_device, login, now_ms};
 use crate::stats::percentiles;
 
 #[derive(clap::Args)]
@@ -40,13 +41,6 @@ pub struct Args {
     /// Requests in the latency round (one writer, one request at a time).
     #[arg(long, default_value_t = 1000)]
     latency_samples: usize,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 struct Round {
@@ -171,52 +165,6 @@ async fn closed_loop(target: Arc<dyn Target>, clients: usize, batch: usize, seco
         elapsed: started.elapsed(),
         latencies,
     }
-}
-
-async fn login(
-    http: &reqwest::Client,
-    base: &str,
-    email: &str,
-    password: &str,
-) -> anyhow::Result<String> {
-    let res = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await?;
-    if !res.status().is_success() {
-        bail!("login failed: {}", res.text().await?);
-    }
-    let v: Value = res.json().await?;
-    Ok(v["access_token"]
-        .as_str()
-        .context("no access_token")?
-        .to_string())
-}
-
-async fn create_device(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    name: &str,
-) -> anyhow::Result<(String, String)> {
-    let res = http
-        .post(format!("{base}/api/v1/devices"))
-        .bearer_auth(token)
-        .json(&json!({"name": name}))
-        .send()
-        .await?;
-    if res.status() != 201 {
-        bail!("create device failed: {}", res.text().await?);
-    }
-    let v: Value = res.json().await?;
-    Ok((
-        v["id"].as_str().context("id")?.to_string(),
-        v["access_token"]
-            .as_str()
-            .context("access_token")?
-            .to_string(),
-    ))
 }
 
 /// One writer, one request at a time; a WebSocket client subscribed to the

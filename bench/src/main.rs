@@ -2,7 +2,9 @@
 //! Tributary and a peer, and print the figures for `docs/benchmarks.md`.
 //! `bench/run.sh` starts the servers and calls this.
 
+mod api;
 mod http_ingest;
+mod live;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -18,11 +20,14 @@ struct Cli {
 enum Command {
     /// Durable HTTP ingest throughput and publish→live latency.
     HttpIngest(http_ingest::Args),
+    /// The live feed: latency at fixed rates, a stalled client, 10,000 connections.
+    Live(live::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::HttpIngest(args) => http_ingest::run(args).await,
+        Command::Live(args) => live::run(args).await,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
@@ -138,6 +139,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let app = tributary_http::router(state);
     let mut on_shutdown = shutdown_rx.clone();
+    // Live updates are small writes: without TCP_NODELAY, Nagle's algorithm and
+    // delayed ACKs hold them back by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

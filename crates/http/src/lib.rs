@@ -12,6 +12,7 @@ mod profiles;
 mod routes;
 mod state;
 mod validate;
+mod web;
 
 pub use problem::ApiError;
 pub use profiles::ProfileCache;

@@ -160,6 +160,8 @@ pub fn router(state: AppState) -> Router {
     unique_operation_ids(&mut doc);
     let doc = ops::OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_default()));
     routes
+        .route("/", axum::routing::get(crate::web::index))
+        .route("/{*path}", axum::routing::get(crate::web::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -1,0 +1,177 @@
+// Browser tests of the dashboard: the real tributary binary, Debian's Chromium
+// driven by playwright-core. Screenshots go to web/test-results/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.DASHBOARD_TEST_BIN ?? join(here, "../../target/debug/tributary");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const SHOTS = join(here, "../test-results");
+const EMAIL = "admin@example.com";
+const PASSWORD = "browser-test-password";
+mkdirSync(SHOTS, { recursive: true });
+
+let server, base, browser;
+
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tributary-web-"));
+  server = spawn(BIN, ["serve", "--data-dir", dir, "--http-listen", "127.0.0.1:0", "--log-format", "json"], {
+    env: { ...process.env, TRIBUTARY_ADMIN_EMAIL: EMAIL, TRIBUTARY_ADMIN_PASSWORD: PASSWORD },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("server did not start")), 30_000);
+    createInterface({ input: server.stderr }).on("line", (line) => {
+      try {
+        const v = JSON.parse(line);
+        if (v.fields?.message === "http listening") { clearTimeout(timer); resolve(`http://${v.fields.addr}`); }
+      } catch { /* not JSON */ }
+    });
+  });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+/** A fresh page that records console errors. */
+async function page(viewport) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  const p = await context.newPage();
+  p.errors = [];
+  p.on("console", (m) => { if (m.type() === "error") p.errors.push(m.text()); });
+  p.on("pageerror", (e) => p.errors.push(String(e)));
+  p.on("dialog", (d) => d.accept());
+  return p;
+}
+
+async function login(p) {
+  await p.goto(`${base}/`);
+  await p.getByLabel("Email").fill(EMAIL);
+  await p.getByLabel("Password").fill(PASSWORD);
+  await p.getByRole("button", { name: "Log in" }).click();
+  await p.getByRole("heading", { name: "Devices" }).waitFor();
+}
+
+async function send(token, body) {
+  const res = await fetch(`${base}/api/v1/${token}/telemetry`, { method: "POST", body: JSON.stringify(body) });
+  return res.status;
+}
+
+test("log in, create a device, see telemetry live, switch history range, rotate the token", async () => {
+  const p = await page({ width: 1280, height: 900 });
+  // A wrong password is explained in plain words.
+  await p.goto(`${base}/`);
+  await p.getByLabel("Email").fill(EMAIL);
+  await p.getByLabel("Password").fill("not-the-password");
+  await p.getByRole("button", { name: "Log in" }).click();
+  await p.getByRole("alert").filter({ hasText: "Invalid email or password" }).waitFor();
+  // Chromium logs the deliberate 401 as a failed resource; only errors after it count.
+  p.errors.length = 0;
+
+  await login(p);
+  await p.getByLabel("New device").fill("greenhouse-1");
+  await p.getByRole("button", { name: "Create" }).click();
+  await p.getByRole("heading", { name: "greenhouse-1" }).waitFor();
+  await p.locator("#live-state", { hasText: "live" }).waitFor();
+  const token = (await p.locator("#device-token").textContent()).trim();
+  assert.equal(token.length, 25, `the new device's token is shown: ${token}`);
+
+  // Telemetry sent over HTTP appears in the latest values and on the live chart.
+  for (let i = 0; i < 5; i++) {
+    assert.equal(await send(token, { temp: 20 + i, hum: 40 }), 200);
+    await p.waitForTimeout(150);
+  }
+  await p.locator('td[data-key="temp"]', { hasText: "24" }).waitFor();
+  await p.locator("#live-chart canvas").waitFor();
+  const legend = await p.locator("#live-chart .u-legend").textContent();
+  assert.match(legend, /temp/);
+  await p.screenshot({ path: join(SHOTS, "device-desktop.png"), fullPage: true });
+
+  // History: switching the range asks for aggregates of the new range.
+  const note = p.locator("#history-note");
+  const before = await note.textContent();
+  const historyReq = p.waitForRequest((r) => r.url().includes("/telemetry?agg=avg") && r.url().includes("interval=288000"));
+  await p.getByRole("button", { name: "24 hours" }).click();
+  await historyReq;
+  assert.equal(await p.getByRole("button", { name: "24 hours" }).getAttribute("aria-pressed"), "true");
+  assert.notEqual(await note.textContent(), before);
+  await p.locator("#history-chart canvas").waitFor();
+
+  // Rotating the token shows a new one; the old one stops working.
+  await p.getByRole("button", { name: "Rotate token" }).click();
+  await p.locator("#device-token").filter({ hasNotText: token }).waitFor();
+  const rotated = (await p.locator("#device-token").textContent()).trim();
+  assert.notEqual(rotated, token);
+  assert.equal(await send(token, { temp: 1 }), 401);
+  assert.equal(await send(rotated, { temp: 30 }), 200);
+  await p.locator('td[data-key="temp"]', { hasText: "30" }).waitFor();
+
+  // The fleet overview shows the device online with its latest values.
+  await p.getByRole("link", { name: "← Devices" }).click();
+  await p.getByRole("row", { name: /greenhouse-1/ }).getByText("online").waitFor();
+  await p.screenshot({ path: join(SHOTS, "fleet-desktop.png"), fullPage: true });
+  assert.deepEqual(p.errors, [], "no console errors");
+});
+
+test("the same flow works on a phone (375 px) and the app is installable", async () => {
+  const p = await page({ width: 375, height: 812 });
+  await login(p);
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling on the fleet page (${overflow}px)`);
+  await p.getByLabel("New device").fill("pocket-1");
+  await p.getByRole("button", { name: "Create" }).click();
+  await p.getByRole("heading", { name: "pocket-1" }).waitFor();
+  await p.locator("#live-state", { hasText: "live" }).waitFor();
+  const token = (await p.locator("#device-token").textContent()).trim();
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await send(token, { level: 3 + i }), 200);
+    await p.waitForTimeout(150);
+  }
+  await p.locator('td[data-key="level"]', { hasText: "5" }).waitFor();
+  await p.locator("#live-chart canvas").waitFor();
+  const width = await p.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, `device page fits 375 px (${width})`);
+  await p.screenshot({ path: join(SHOTS, "device-phone.png"), fullPage: true });
+
+  // Installable: a manifest with icons and an active service worker.
+  const manifest = await (await fetch(`${base}/manifest.webmanifest`)).json();
+  assert.equal(manifest.display, "standalone");
+  assert.ok(manifest.icons.some((i) => i.sizes === "512x512"));
+  const sw = await p.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL);
+  assert.match(sw, /\/sw\.js$/);
+  assert.deepEqual(p.errors, [], "no console errors");
+});
+
+test("API keys and users pages work for an admin", async () => {
+  const p = await page({ width: 1280, height: 900 });
+  await login(p);
+  await p.getByRole("link", { name: "API keys" }).click();
+  await p.getByLabel("Name").fill("grafana");
+  await p.getByRole("button", { name: "Create key" }).click();
+  const key = (await p.locator("#new-key").textContent()).trim();
+  assert.match(key, /^trb_/);
+  await p.getByRole("row", { name: /grafana/ }).getByText("active").waitFor();
+  await p.getByRole("row", { name: /grafana/ }).getByRole("button", { name: "Revoke" }).click();
+  await p.getByRole("row", { name: /grafana/ }).getByText("revoked").waitFor();
+
+  await p.getByRole("link", { name: "Users" }).click();
+  await p.getByRole("row", { name: new RegExp(EMAIL) }).waitFor();
+  await p.getByLabel("Email").fill("new.person@example.com");
+  await p.getByRole("button", { name: "Invite" }).click();
+  await p.getByRole("row", { name: /new.person@example.com/ }).getByText("pending").waitFor();
+  await p.screenshot({ path: join(SHOTS, "users-desktop.png"), fullPage: true });
+  assert.deepEqual(p.errors, [], "no console errors");
+});

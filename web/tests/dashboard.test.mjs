@@ -18,11 +18,11 @@ const EMAIL = "admin@example.com";
 const PASSWORD = "browser-test-password";
 mkdirSync(SHOTS, { recursive: true });
 
-let server, base, browser;
+let server, base, browser, dataDir, listen;
 
-before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tributary-web-"));
-  server = spawn(BIN, ["serve", "--data-dir", dir, "--http-listen", "127.0.0.1:0", "--log-format", "json"], {
+/** Starts the server on `listen` (a fixed port after the first start, so restarts keep the address). */
+async function startServer() {
+  server = spawn(BIN, ["serve", "--data-dir", dataDir, "--http-listen", listen, "--log-format", "json"], {
     env: { ...process.env, TRIBUTARY_ADMIN_EMAIL: EMAIL, TRIBUTARY_ADMIN_PASSWORD: PASSWORD },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -35,6 +35,19 @@ before(async () => {
       } catch { /* not JSON */ }
     });
   });
+  listen = base.replace("http://", "");
+}
+
+async function stopServer() {
+  const exited = new Promise((r) => server.once("exit", r));
+  server.kill("SIGTERM");
+  await exited;
+}
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "tributary-web-"));
+  listen = "127.0.0.1:0";
+  await startServer();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -174,4 +187,48 @@ test("API keys and users pages work for an admin", async () => {
   await p.getByRole("row", { name: /new.person@example.com/ }).getByText("pending").waitFor();
   await p.screenshot({ path: join(SHOTS, "users-desktop.png"), fullPage: true });
   assert.deepEqual(p.errors, [], "no console errors");
+});
+
+test("ten live series at 10 updates per second render smoothly, and the page stays live across a restart", async () => {
+  const p = await page({ width: 1280, height: 900 });
+  await login(p);
+  await p.getByLabel("New device").fill("busy-1");
+  await p.getByRole("button", { name: "Create" }).click();
+  await p.getByRole("heading", { name: "busy-1" }).waitFor();
+  await p.locator("#live-state", { hasText: "live" }).waitFor();
+  const token = (await p.locator("#device-token").textContent()).trim();
+
+  // Frame times while 10 keys update 10 times a second for 5 seconds.
+  await p.evaluate(() => {
+    window.__frames = [];
+    let last = performance.now();
+    const tick = (t) => { window.__frames.push(t - last); last = t; if (!window.__stop) requestAnimationFrame(tick); };
+    requestAnimationFrame(tick);
+  });
+  const started = Date.now();
+  for (let i = 0; i < 50; i++) {
+    const values = Object.fromEntries(Array.from({ length: 10 }, (_, k) => [`s${k}`, Math.sin(i / 5 + k) * 10 + k * 5]));
+    assert.equal(await send(token, values), 200);
+    const wait = started + (i + 1) * 100 - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  await p.locator('td[data-key="s9"]').waitFor();
+  const frames = await p.evaluate(() => { window.__stop = true; return window.__frames.slice(5); });
+  frames.sort((a, b) => a - b);
+  const p95 = frames[Math.floor(frames.length * 0.95)];
+  const long = frames.filter((f) => f > 50).length;
+  console.log(`# frames: ${frames.length}, median ${frames[Math.floor(frames.length / 2)].toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, over 50 ms: ${long}`);
+  assert.ok(frames.length > 100, `the page kept animating (${frames.length} frames in 5 s)`);
+  assert.ok(long <= frames.length * 0.02, `${long} frames over 50 ms`);
+  const legend = await p.locator("#live-chart .u-legend").textContent();
+  for (let k = 0; k < 10; k++) assert.match(legend, new RegExp(`s${k}`));
+
+  // Restart the server on the same address: the page reconnects and resumes.
+  await stopServer();
+  await p.locator("#live-state", { hasText: "reconnecting" }).waitFor();
+  await startServer();
+  await p.locator("#live-state", { hasText: "live" }).waitFor({ timeout: 15_000 });
+  assert.equal(await send(token, { s0: 123.5 }), 200);
+  await p.locator('td[data-key="s0"]', { hasText: "123.5" }).waitFor();
+  assert.deepEqual(p.errors.filter((e) => !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(e)), [], "no console errors besides the restart's refused connections");
 });

@@ -32,5 +32,5 @@ fn dashboard_browser_tests() {
         "browser tests failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("# pass 3"), "{stdout}");
+    assert!(stdout.contains("# pass 4"), "{stdout}");
 }

@@ -4,6 +4,7 @@ mod bootstrap;
 mod config;
 mod logging;
 mod serve;
+mod simulate;
 mod sinks;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the all-in-one server (embedded storage, no other service needed).
     Serve(ConfigArgs),
+    /// Run a simulated fleet against Tributary, an MQTT broker or InfluxDB.
+    Simulate(simulate::SimulateArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => Config::load(&args).and_then(serve::run),
+        Command::Simulate(args) => simulate::run(args),
         Command::Config {
             command: ConfigCommand::Show(args),
         } => Config::load(&args).and_then(|c| {

@@ -10,4 +10,5 @@ mod live_feed;
 mod matrix;
 mod operations;
 mod resources;
+mod simulate;
 mod tenancy;

@@ -1,0 +1,239 @@
+//! Runs a fleet against a target at the scenario's pace, with a live progress
+//! line, and measures end-to-end latency on Tributary's live feed when asked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::generator::Fleet;
+use crate::report::{Latency, Report};
+use crate::scenario::Scenario;
+use crate::target::{Outcome, Target};
+
+/// Where to watch the live feed for latency.
+#[derive(Clone, Debug)]
+pub struct LiveProbe {
+    /// Tributary base URL.
+    pub base: String,
+    /// Bearer credential (API key or access token).
+    pub bearer: String,
+    /// Device ids in device order.
+    pub device_ids: Vec<String>,
+}
+
+/// How to run.
+pub struct RunOptions {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Wall-clock time of simulated time 0 (ms); now when `None`.
+    pub start_ms: Option<i64>,
+    /// Send as fast as possible instead of in real time.
+    pub fast: bool,
+    /// Stop after this many wall-clock seconds.
+    pub max_seconds: Option<f64>,
+    /// Print a progress line to stderr every second.
+    pub progress: bool,
+    /// Messages in flight at most.
+    pub concurrency: usize,
+    /// Measure latency on the live feed.
+    pub probe: Option<LiveProbe>,
+}
+
+#[derive(Default)]
+struct Counts {
+    report: Report,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+type Arrivals = Arc<Mutex<HashMap<(String, i64), Instant>>>;
+
+async fn watch(
+    probe: &LiveProbe,
+    arrivals: Arrivals,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let url = format!(
+        "{}/api/v1/live?token={}",
+        probe.base.replacen("http", "ws", 1),
+        probe.bearer
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| format!("live feed: {e}"))?;
+    let sub = serde_json::json!({"type": "subscribe", "devices": probe.device_ids});
+    ws.send(WsMessage::Text(sub.to_string().into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(Ok(msg)) = ws.next().await {
+        if let WsMessage::Text(t) = msg {
+            if t.as_str().contains("\"subscribed\"") {
+                break;
+            }
+            if t.as_str().contains("\"error\"") {
+                return Err(format!("live feed: {t}"));
+            }
+        }
+    }
+    Ok(tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            let at = Instant::now();
+            let WsMessage::Text(t) = msg else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) else {
+                continue;
+            };
+            let (Some(device), Some(points)) = (v["device"].as_str(), v["points"].as_object())
+            else {
+                continue;
+            };
+            let mut min_ts = i64::MAX;
+            for list in points.values() {
+                for p in list.as_array().into_iter().flatten() {
+                    min_ts = min_ts.min(p["ts"].as_i64().unwrap_or(i64::MAX));
+                }
+            }
+            if let Ok(mut a) = arrivals.lock() {
+                a.entry((device.to_string(), min_ts)).or_insert(at);
+            }
+        }
+    }))
+}
+
+/// Runs the scenario against `target` and returns the report.
+pub async fn run(target: Arc<Target>, opts: RunOptions) -> Result<Report, String> {
+    let start_ms = opts.start_ms.unwrap_or_else(now_ms);
+    let mut fleet = Fleet::new(&opts.scenario, opts.seed, start_ms);
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let sent_at: Arrivals = Arc::default();
+    let arrivals: Arrivals = Arc::default();
+    let watcher = match &opts.probe {
+        Some(p) => Some(watch(p, arrivals.clone()).await?),
+        None => None,
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let elapsed = started.elapsed().as_secs_f64();
+        let over = opts.max_seconds.is_some_and(|m| elapsed >= m);
+        let until = if opts.fast {
+            f64::MAX
+        } else {
+            elapsed * 1000.0
+        };
+        let finished_before = fleet.finished();
+        let messages = fleet.advance(until, over || finished_before);
+        for msg in messages {
+            let points: u64 = msg.readings.iter().map(|r| r.values.len() as u64).sum();
+            let Ok(permit) = gate.clone().acquire_owned().await else {
+                break;
+            };
+            let (target, counts, sent_at) = (target.clone(), counts.clone(), sent_at.clone());
+            let key = opts
+                .probe
+                .as_ref()
+                .and_then(|p| p.device_ids.get(msg.device).cloned())
+                .map(|id| (id, msg.readings.first().map(|r| r.ts).unwrap_or(0)));
+            tokio::spawn(async move {
+                if let Some(k) = key {
+                    if let Ok(mut s) = sent_at.lock() {
+                        s.insert(k, Instant::now());
+                    }
+                }
+                let outcome = target.send(&msg).await;
+                if let Ok(mut c) = counts.lock() {
+                    let r = &mut c.report;
+                    r.sent_messages += 1;
+                    r.sent_points += points;
+                    match outcome {
+                        Outcome::Acked => {
+                            r.acked_messages += 1;
+                            r.acked_points += points;
+                        }
+                        Outcome::Rejected(why) => *r.rejected.entry(why).or_insert(0) += 1,
+                        Outcome::Failed(why) => *r.failed.entry(why).or_insert(0) += 1,
+                    }
+                }
+                drop(permit);
+            });
+        }
+        if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            if let Ok(c) = counts.lock() {
+                let r = &c.report;
+                eprint!("\r{:>6.0}s  sent {:>9} points  acked {:>9}  rejected {:>5}  failed {:>5}  {:>8.0} points/s   ",
+                    elapsed, r.sent_points, r.acked_points, r.rejected.values().sum::<u64>(), r.failed.values().sum::<u64>(),
+                    r.acked_points as f64 / elapsed.max(1e-3));
+                let _ = std::io::stderr().flush();
+            }
+        }
+        if finished_before || over {
+            break;
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => {
+                eprintln!("\ninterrupted; finishing what is in flight");
+                fleet.advance(0.0, true);
+                break;
+            }
+        }
+    }
+    // Wait for every message in flight.
+    let _ = gate.acquire_many(opts.concurrency.max(1) as u32).await;
+    target.finish().await;
+    let seconds = started.elapsed().as_secs_f64();
+    if opts.progress {
+        eprintln!();
+    }
+    let mut report = counts.lock().map(|c| c.report.clone()).unwrap_or_default();
+    report.seconds = seconds;
+    report.points_per_sec = report.acked_points as f64 / seconds.max(1e-6);
+    if let Some(w) = watcher {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.abort();
+        let sent = sent_at.lock().map(|s| s.clone()).unwrap_or_default();
+        let arrived = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+        let mut samples: Vec<Duration> = sent
+            .iter()
+            .filter_map(|(k, t)| arrived.get(k).map(|a| a.saturating_duration_since(*t)))
+            .collect();
+        report.latency_ms = Latency::of(&mut samples);
+    }
+    Ok(report)
+}
+
+/// Every point a scenario sends, by device number and key: (ts, value) lists.
+pub fn expected_points(
+    scenario: &Scenario,
+    seed: u64,
+    start_ms: i64,
+) -> BTreeMap<usize, BTreeMap<String, Vec<(i64, serde_json::Value)>>> {
+    let mut fleet = Fleet::new(scenario, seed, start_ms);
+    let mut out: BTreeMap<usize, BTreeMap<String, Vec<(i64, serde_json::Value)>>> = BTreeMap::new();
+    for msg in fleet.advance(f64::MAX, true) {
+        for r in msg.readings {
+            for (k, v) in r.values {
+                out.entry(msg.device)
+                    .or_default()
+                    .entry(k)
+                    .or_default()
+                    .push((r.ts, v));
+            }
+        }
+    }
+    out
+}

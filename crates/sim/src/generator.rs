@@ -46,6 +46,8 @@ pub struct Fleet {
     start_ms: i64,
     interval_ms: f64,
     devices: Vec<DeviceState>,
+    /// Points generated so far, for `rate.points`.
+    points: u64,
 }
 
 impl Fleet {
@@ -82,11 +84,13 @@ impl Fleet {
             start_ms,
             interval_ms,
             devices,
+            points: 0,
         }
     }
 
     fn done(&self, d: &DeviceState) -> bool {
-        self.scenario.rate.readings.is_some_and(|n| d.readings >= n)
+        self.scenario.rate.points.is_some_and(|n| self.points >= n)
+            || self.scenario.rate.readings.is_some_and(|n| d.readings >= n)
             || self
                 .scenario
                 .rate
@@ -144,6 +148,7 @@ impl Fleet {
                         values.insert(key, v);
                     }
                 }
+                self.points += values.len() as u64;
                 let ts = self.start_ms + (t * 1000.0).round() as i64 + self.events.skew_ms(i, t);
                 d.pending.push(Reading { ts, values });
                 if d.pending.len() >= batch {
@@ -236,5 +241,19 @@ magnitude = -5000.0
             msgs.iter().find(|m| m.device == 0).unwrap().readings[1].values["c"],
             Value::from(2)
         );
+
+        // A total point budget stops the whole fleet.
+        let mut s = Scenario::parse(SCENARIO).unwrap();
+        s.rate.readings = None;
+        s.rate.points = Some(30);
+        let mut f = Fleet::new(&s, 1, 0);
+        let points: usize = f
+            .advance(1e12, true)
+            .iter()
+            .flat_map(|m| &m.readings)
+            .map(|r| r.values.len())
+            .sum();
+        assert!(f.finished());
+        assert!((30..32).contains(&points), "{points}");
     }
 }

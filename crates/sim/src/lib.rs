@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod generator;
+pub mod replay;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -15,5 +16,5 @@ pub mod target;
 
 pub use generator::{Fleet, Message};
 pub use report::Report;
-pub use runner::{expected_points, run, LiveProbe, RunOptions};
+pub use runner::{expected_points, replay, run, LiveProbe, RunOptions};
 pub use scenario::{Scenario, ScenarioError};

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::generator::Fleet;
+use crate::generator::{Fleet, Message};
+use crate::replay::Recording;
 use crate::report::{Latency, Report};
 use crate::scenario::Scenario;
 use crate::target::{Outcome, Target};
@@ -109,25 +110,154 @@ async fn watch(
     }))
 }
 
+/// Sends messages with bounded concurrency and keeps the counts and send times.
+struct Sender {
+    target: Arc<Target>,
+    counts: Arc<Mutex<Counts>>,
+    sent_at: Arrivals,
+    gate: Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
+    device_ids: Option<Vec<String>>,
+    started: Instant,
+    last_progress: Instant,
+    progress: bool,
+}
+
+impl Sender {
+    fn new(
+        target: Arc<Target>,
+        concurrency: usize,
+        probe: Option<&LiveProbe>,
+        progress: bool,
+    ) -> Self {
+        Self {
+            target,
+            counts: Arc::default(),
+            sent_at: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            concurrency: concurrency.max(1),
+            device_ids: probe.map(|p| p.device_ids.clone()),
+            started: Instant::now(),
+            last_progress: Instant::now(),
+            progress,
+        }
+    }
+
+    async fn send(&self, msg: Message) {
+        let points: u64 = msg.readings.iter().map(|r| r.values.len() as u64).sum();
+        let Ok(permit) = self.gate.clone().acquire_owned().await else {
+            return;
+        };
+        let (target, counts, sent_at) = (
+            self.target.clone(),
+            self.counts.clone(),
+            self.sent_at.clone(),
+        );
+        let key = self
+            .device_ids
+            .as_ref()
+            .and_then(|ids| ids.get(msg.device).cloned())
+            .map(|id| (id, msg.readings.first().map(|r| r.ts).unwrap_or(0)));
+        tokio::spawn(async move {
+            if let Some(k) = key {
+                if let Ok(mut s) = sent_at.lock() {
+                    s.insert(k, Instant::now());
+                }
+            }
+            let outcome = target.send(&msg).await;
+            if let Ok(mut c) = counts.lock() {
+                let r = &mut c.report;
+                r.sent_messages += 1;
+                r.sent_points += points;
+                match outcome {
+                    Outcome::Acked => {
+                        r.acked_messages += 1;
+                        r.acked_points += points;
+                    }
+                    Outcome::Rejected(why) => *r.rejected.entry(why).or_insert(0) += 1,
+                    Outcome::Failed(why) => *r.failed.entry(why).or_insert(0) += 1,
+                }
+            }
+            drop(permit);
+        });
+    }
+
+    fn progress(&mut self) {
+        if !self.progress || self.last_progress.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if let Ok(c) = self.counts.lock() {
+            let r = &c.report;
+            eprint!(
+                "\r{:>6.0}s  sent {:>9} points  acked {:>9}  rejected {:>5}  failed {:>5}  {:>8.0} points/s   ",
+                elapsed,
+                r.sent_points,
+                r.acked_points,
+                r.rejected.values().sum::<u64>(),
+                r.failed.values().sum::<u64>(),
+                r.acked_points as f64 / elapsed.max(1e-3)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    async fn finish(
+        self,
+        watcher: Option<tokio::task::JoinHandle<()>>,
+        arrivals: Arrivals,
+    ) -> Report {
+        let _ = self.gate.acquire_many(self.concurrency as u32).await;
+        let unacked = self.target.finish().await;
+        let seconds = self.started.elapsed().as_secs_f64();
+        if self.progress {
+            eprintln!();
+        }
+        let mut report = self
+            .counts
+            .lock()
+            .map(|c| c.report.clone())
+            .unwrap_or_default();
+        if unacked > 0 {
+            // MQTT QoS 1: publishes without a PUBACK are not acknowledged.
+            let per_message = report.acked_points / report.acked_messages.max(1);
+            report.acked_messages = report.acked_messages.saturating_sub(unacked);
+            report.acked_points = report.acked_points.saturating_sub(unacked * per_message);
+            *report.failed.entry("no PUBACK".into()).or_insert(0) += unacked;
+        }
+        report.seconds = seconds;
+        report.points_per_sec = report.acked_points as f64 / seconds.max(1e-6);
+        if let Some(w) = watcher {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            w.abort();
+            let sent = self.sent_at.lock().map(|s| s.clone()).unwrap_or_default();
+            let arrived = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+            let mut samples: Vec<Duration> = sent
+                .iter()
+                .filter_map(|(k, t)| arrived.get(k).map(|a| a.saturating_duration_since(*t)))
+                .collect();
+            report.latency_ms = Latency::of(&mut samples);
+        }
+        report
+    }
+}
+
 /// Runs the scenario against `target` and returns the report.
 pub async fn run(target: Arc<Target>, opts: RunOptions) -> Result<Report, String> {
     let start_ms = opts.start_ms.unwrap_or_else(now_ms);
     let mut fleet = Fleet::new(&opts.scenario, opts.seed, start_ms);
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let sent_at: Arrivals = Arc::default();
     let arrivals: Arrivals = Arc::default();
     let watcher = match &opts.probe {
         Some(p) => Some(watch(p, arrivals.clone()).await?),
         None => None,
     };
-    let gate = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
+    let mut sender = Sender::new(target, opts.concurrency, opts.probe.as_ref(), opts.progress);
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
-        let elapsed = started.elapsed().as_secs_f64();
+        let elapsed = sender.started.elapsed().as_secs_f64();
         let over = opts.max_seconds.is_some_and(|m| elapsed >= m);
         let until = if opts.fast {
             f64::MAX
@@ -135,85 +265,55 @@ pub async fn run(target: Arc<Target>, opts: RunOptions) -> Result<Report, String
             elapsed * 1000.0
         };
         let finished_before = fleet.finished();
-        let messages = fleet.advance(until, over || finished_before);
-        for msg in messages {
-            let points: u64 = msg.readings.iter().map(|r| r.values.len() as u64).sum();
-            let Ok(permit) = gate.clone().acquire_owned().await else {
+        for msg in fleet.advance(until, over || finished_before) {
+            sender.send(msg).await;
+            if opts.fast
+                && opts
+                    .max_seconds
+                    .is_some_and(|m| sender.started.elapsed().as_secs_f64() >= m)
+            {
                 break;
-            };
-            let (target, counts, sent_at) = (target.clone(), counts.clone(), sent_at.clone());
-            let key = opts
-                .probe
-                .as_ref()
-                .and_then(|p| p.device_ids.get(msg.device).cloned())
-                .map(|id| (id, msg.readings.first().map(|r| r.ts).unwrap_or(0)));
-            tokio::spawn(async move {
-                if let Some(k) = key {
-                    if let Ok(mut s) = sent_at.lock() {
-                        s.insert(k, Instant::now());
-                    }
-                }
-                let outcome = target.send(&msg).await;
-                if let Ok(mut c) = counts.lock() {
-                    let r = &mut c.report;
-                    r.sent_messages += 1;
-                    r.sent_points += points;
-                    match outcome {
-                        Outcome::Acked => {
-                            r.acked_messages += 1;
-                            r.acked_points += points;
-                        }
-                        Outcome::Rejected(why) => *r.rejected.entry(why).or_insert(0) += 1,
-                        Outcome::Failed(why) => *r.failed.entry(why).or_insert(0) += 1,
-                    }
-                }
-                drop(permit);
-            });
-        }
-        if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-            last_progress = Instant::now();
-            if let Ok(c) = counts.lock() {
-                let r = &c.report;
-                eprint!("\r{:>6.0}s  sent {:>9} points  acked {:>9}  rejected {:>5}  failed {:>5}  {:>8.0} points/s   ",
-                    elapsed, r.sent_points, r.acked_points, r.rejected.values().sum::<u64>(), r.failed.values().sum::<u64>(),
-                    r.acked_points as f64 / elapsed.max(1e-3));
-                let _ = std::io::stderr().flush();
             }
         }
-        if finished_before || over {
+        sender.progress();
+        if finished_before || over || (opts.fast && fleet.finished()) {
             break;
         }
         tokio::select! {
             _ = tick.tick() => {}
             _ = &mut stop => {
                 eprintln!("\ninterrupted; finishing what is in flight");
-                fleet.advance(0.0, true);
                 break;
             }
         }
     }
-    // Wait for every message in flight.
-    let _ = gate.acquire_many(opts.concurrency.max(1) as u32).await;
-    target.finish().await;
-    let seconds = started.elapsed().as_secs_f64();
-    if opts.progress {
-        eprintln!();
+    Ok(sender.finish(watcher, arrivals).await)
+}
+
+/// Replays a recording against `target`, `speed` times faster than it was recorded.
+pub async fn replay(
+    target: Arc<Target>,
+    recording: Recording,
+    speed: f64,
+    concurrency: usize,
+    probe: Option<LiveProbe>,
+    progress: bool,
+) -> Result<Report, String> {
+    let arrivals: Arrivals = Arc::default();
+    let watcher = match &probe {
+        Some(p) => Some(watch(p, arrivals.clone()).await?),
+        None => None,
+    };
+    let mut sender = Sender::new(target, concurrency, probe.as_ref(), progress);
+    for (offset, msg) in recording.messages {
+        let due = Duration::from_secs_f64((offset as f64 / 1000.0 / speed.max(1e-9)).max(0.0));
+        if let Some(wait) = due.checked_sub(sender.started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        sender.send(msg).await;
+        sender.progress();
     }
-    let mut report = counts.lock().map(|c| c.report.clone()).unwrap_or_default();
-    report.seconds = seconds;
-    report.points_per_sec = report.acked_points as f64 / seconds.max(1e-6);
-    if let Some(w) = watcher {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        w.abort();
-        let sent = sent_at.lock().map(|s| s.clone()).unwrap_or_default();
-        let arrived = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
-        let mut samples: Vec<Duration> = sent
-            .iter()
-            .filter_map(|(k, t)| arrived.get(k).map(|a| a.saturating_duration_since(*t)))
-            .collect();
-        report.latency_ms = Latency::of(&mut samples);
-    }
-    Ok(report)
+    Ok(sender.finish(watcher, arrivals).await)
 }
 
 /// Every point a scenario sends, by device number and key: (ts, value) lists.

@@ -61,6 +61,9 @@ pub struct RateSpec {
     /// Stop after this many readings per device.
     #[serde(default)]
     pub readings: Option<u64>,
+    /// Stop after this many points in total (a point is one key's value).
+    #[serde(default)]
+    pub points: Option<u64>,
     /// Seconds over which the fleet comes online, device by device.
     #[serde(default)]
     pub ramp_up_secs: f64,
@@ -78,6 +81,7 @@ impl Default for RateSpec {
             batch: 1,
             duration_secs: None,
             readings: None,
+            points: None,
             ramp_up_secs: 0.0,
         }
     }

@@ -26,7 +26,7 @@ enum Command {
     /// Run the all-in-one server (embedded storage, no other service needed).
     Serve(ConfigArgs),
     /// Run a simulated fleet against Tributary, an MQTT broker or InfluxDB.
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => Config::load(&args).and_then(serve::run),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Simulate(args) => simulate::run(*args),
         Command::Config {
             command: ConfigCommand::Show(args),
         } => Config::load(&args).and_then(|c| {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use tributary_sim::replay;
 use tributary_sim::scenario::Scenario;
 use tributary_sim::target::provision::{self, Credentials};
 use tributary_sim::target::{HttpTarget, LineTarget, MqttOptions, MqttTarget, Target};
@@ -25,8 +26,14 @@ pub enum Protocol {
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
     /// Scenario file (TOML); see examples/.
-    #[arg(long, conflicts_with = "demo", required_unless_present = "demo")]
+    #[arg(long, conflicts_with_all = ["demo", "replay"], required_unless_present_any = ["demo", "replay"])]
     scenario: Option<PathBuf>,
+    /// Replay recorded data from a CSV file (`ts,device,key,value`, ts in ms).
+    #[arg(long, conflicts_with = "demo")]
+    replay: Option<PathBuf>,
+    /// Replay speed: 1 is the original pace, 10 ten times faster.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
     /// Run the built-in demo fleet (examples/demo.toml) until interrupted.
     #[arg(long)]
     demo: bool,
@@ -109,24 +116,41 @@ fn host_port(s: &str) -> anyhow::Result<(String, u16)> {
 
 /// Runs the simulator; returns the process exit status.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let scenario = match (&args.scenario, args.demo) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        (None, _) => Scenario::demo(),
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let input = match (&args.scenario, &args.replay) {
+        (Some(path), _) => Input::Scenario(
+            Scenario::parse(&read(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        (None, Some(path)) => Input::Replay(
+            replay::parse(&read(path)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        (None, None) => Input::Scenario(Scenario::demo()),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(simulate(args, scenario))
+        .block_on(simulate(args, input))
 }
 
-async fn simulate(args: SimulateArgs, scenario: Scenario) -> anyhow::Result<()> {
-    let names: Vec<String> = (0..scenario.fleet.count)
-        .map(|i| scenario.device_name(i))
-        .collect();
+/// What to send: a generated fleet or a recording.
+enum Input {
+    Scenario(Scenario),
+    Replay(replay::Recording),
+}
+
+async fn simulate(args: SimulateArgs, input: Input) -> anyhow::Result<()> {
+    let (names, labels) = match &input {
+        Input::Scenario(s) => (
+            (0..s.fleet.count)
+                .map(|i| s.device_name(i))
+                .collect::<Vec<_>>(),
+            s.fleet.labels.clone(),
+        ),
+        Input::Replay(r) => (r.devices.clone(), Default::default()),
+    };
     let base = args.target.trim_end_matches('/').to_string();
     let http = reqwest::Client::new();
     let provisioned = if args.no_provision || args.protocol == Protocol::Line {
@@ -145,7 +169,7 @@ async fn simulate(args: SimulateArgs, scenario: Scenario) -> anyhow::Result<()> 
         let bearer = provision::bearer(&http, &base, &creds)
             .await
             .map_err(anyhow::Error::msg)?;
-        let devices = provision::devices(&http, &base, &bearer, &names, &scenario.fleet.labels)
+        let devices = provision::devices(&http, &base, &bearer, &names, &labels)
             .await
             .map_err(anyhow::Error::msg)?;
         if !args.quiet {
@@ -197,20 +221,40 @@ async fn simulate(args: SimulateArgs, scenario: Scenario) -> anyhow::Result<()> 
         (None, true) => bail!("--latency needs a Tributary target with provisioned devices"),
         _ => None,
     };
-    let report = tributary_sim::run(
-        Arc::new(target),
-        RunOptions {
-            seed: args.seed.unwrap_or(scenario.seed),
-            scenario,
-            start_ms: args.start_ms,
-            fast: args.fast,
-            max_seconds: args.duration,
-            progress: !args.quiet && !args.json,
-            concurrency: args.concurrency,
-            probe,
-        },
-    )
-    .await
+    let progress = !args.quiet && !args.json;
+    let report = match input {
+        Input::Scenario(scenario) => {
+            tributary_sim::run(
+                Arc::new(target),
+                RunOptions {
+                    seed: args.seed.unwrap_or(scenario.seed),
+                    scenario,
+                    start_ms: args.start_ms,
+                    fast: args.fast,
+                    max_seconds: args.duration,
+                    progress,
+                    concurrency: args.concurrency,
+                    probe,
+                },
+            )
+            .await
+        }
+        Input::Replay(recording) => {
+            if args.speed <= 0.0 {
+                bail!("--speed must be positive");
+            }
+            let speed = if args.fast { f64::MAX } else { args.speed };
+            tributary_sim::replay(
+                Arc::new(target),
+                recording,
+                speed,
+                args.concurrency,
+                probe,
+                progress,
+            )
+            .await
+        }
+    }
     .map_err(anyhow::Error::msg)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -43,10 +43,11 @@ impl Target {
         }
     }
 
-    /// Waits for outstanding acknowledgements (MQTT QoS 1) and closes.
-    pub async fn finish(&self) {
-        if let Target::Mqtt(t) = self {
-            t.finish().await;
+    /// Waits for outstanding acknowledgements (MQTT QoS 1) and closes; returns how many never came.
+    pub async fn finish(&self) -> u64 {
+        match self {
+            Target::Mqtt(t) => t.finish().await,
+            _ => 0,
         }
     }
 }

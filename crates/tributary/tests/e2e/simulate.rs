@@ -315,3 +315,69 @@ fn against_mosquitto_a_real_subscriber_receives_every_message() {
         expected.values().map(|k| k["temp"].len()).sum::<usize>()
     );
 }
+
+#[tokio::test]
+async fn a_csv_recording_is_replayed_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let api = Api::new(&s.base, &login(&s.base).await);
+    let csv = dir.path().join("recording.csv");
+    std::fs::write(
+        &csv,
+        "ts,device,key,value\n1700000000000,boiler,temp,61.5\n1700000000000,boiler,on,true\n1700000000500,pump,rpm,1200\n1700000001000,boiler,temp,62\n",
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["simulate", "--replay"])
+        .arg(&csv)
+        .args([
+            "--speed",
+            "4",
+            "--target",
+            &s.base,
+            "--password",
+            ADMIN_PASSWORD,
+            "--email",
+            ADMIN_EMAIL,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["acked_points"], 4);
+    assert!(
+        report["seconds"].as_f64().unwrap() >= 0.25,
+        "paced at 4x the recorded second: {report}"
+    );
+    let devices = api
+        .must("GET", "/api/v1/devices?name=boiler", None, 200)
+        .await;
+    let id = devices["data"][0]["id"].as_str().unwrap();
+    let stored = api
+        .must(
+            "GET",
+            &format!("/api/v1/devices/{id}/telemetry?order=asc"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(
+        stored["temp"],
+        serde_json::json!([{"ts": 1700000000000i64, "value": 61.5}, {"ts": 1700000001000i64, "value": 62}])
+    );
+    assert_eq!(stored["on"][0]["value"], true);
+
+    std::fs::write(&csv, "1700000000000,boiler,temp\n").unwrap();
+    let out = Command::new(binary())
+        .args(["simulate", "--no-provision", "--replay"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1: expected 4 columns"));
+}

@@ -3,7 +3,6 @@
 //! publish→WebSocket latency of Tributary's live feed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{create_device, login, now_ms};
+use tributary_sim::scenario::Scenario;
+use tributary_sim::target::provision;
+use tributary_sim::target::{HttpTarget, LineTarget, Target};
+use tributary_sim::{Report, RunOptions};
+
+use crate::api::{login, now_ms};
 use crate::stats::percentiles;
 
 #[derive(clap::Args)]
@@ -43,128 +47,49 @@ pub struct Args {
     latency_samples: usize,
 }
 
-struct Round {
-    points: u64,
-    requests: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
+/// The load of one round: `clients` devices, each sending `batch` readings of one key per message.
+fn scenario(clients: usize, batch: usize) -> Scenario {
+    let text = format!(
+        "seed = 1\n[fleet]\ncount = {clients}\nname = \"bench-{{i}}\"\n[rate]\ninterval_ms = 1\nbatch = {batch}\n\n[[keys]]\nname = \"v\"\nsignal = \"sine\"\noffset = 0.0\namplitude = 100.0\nperiod_secs = 60.0\nnoise = 1.0\ndecimals = 3\n"
+    );
+    Scenario::parse(&text).unwrap_or_else(|e| panic!("bench scenario: {e}"))
 }
 
-impl Round {
-    fn points_per_sec(&self) -> f64 {
-        self.points as f64 / self.elapsed.as_secs_f64()
-    }
+/// Closed loop through the simulator: `clients` messages in flight, as fast as the target acknowledges.
+async fn round(
+    target: Target,
+    clients: usize,
+    batch: usize,
+    seconds: u64,
+    start_ms: i64,
+) -> anyhow::Result<Report> {
+    tributary_sim::run(
+        Arc::new(target),
+        RunOptions {
+            scenario: scenario(clients, batch),
+            seed: 1,
+            start_ms: Some(start_ms),
+            fast: true,
+            max_seconds: Some(seconds as f64),
+            progress: false,
+            concurrency: clients,
+            probe: None,
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)
 }
 
-/// What a writer sends: the URL and body for (writer, sequence number).
-trait Target: Send + Sync + 'static {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        writer: usize,
-        seq: i64,
-        batch: usize,
-    ) -> reqwest::RequestBuilder;
-}
-
-struct TributaryTarget {
-    base: String,
-    tokens: Vec<String>,
-}
-
-impl Target for TributaryTarget {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        w: usize,
-        seq: i64,
-        batch: usize,
-    ) -> reqwest::RequestBuilder {
-        let ts0 = 1_600_000_000_000 + seq * batch as i64;
-        let body: Vec<Value> = (0..batch as i64)
-            .map(|i| json!({"ts": ts0 + i, "values": {"v": (ts0 + i) as f64 * 0.5}}))
-            .collect();
-        http.post(format!("{}/api/v1/{}/telemetry", self.base, self.tokens[w]))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&body).unwrap_or_default())
-    }
-}
-
-struct InfluxTarget {
-    base: String,
-}
-
-impl Target for InfluxTarget {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        w: usize,
-        seq: i64,
-        batch: usize,
-    ) -> reqwest::RequestBuilder {
-        let ts0 = 1_600_000_000_000 + seq * batch as i64;
-        let mut body = String::with_capacity(batch * 48);
-        for i in 0..batch as i64 {
-            body.push_str(&format!(
-                "telemetry,device=d{w} v={} {}\n",
-                (ts0 + i) as f64 * 0.5,
-                ts0 + i
-            ));
-        }
-        http.post(format!("{}/write?db=bench&precision=ms", self.base))
-            .body(body)
-    }
-}
-
-async fn closed_loop(target: Arc<dyn Target>, clients: usize, batch: usize, seconds: u64) -> Round {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap_or_default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let points = Arc::new(AtomicU64::new(0));
-    let requests = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..clients {
-        let (target, http, stop) = (target.clone(), http.clone(), stop.clone());
-        let (points, requests, errors) = (points.clone(), requests.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            // Offset sequences per round so rounds never overwrite each other's timestamps.
-            let mut seq = (now_ms() % 1_000_000) * 1000;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                match target.request(&http, w, seq, batch).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        lat.push(t.elapsed());
-                        points.fetch_add(batch as u64, Ordering::Relaxed);
-                        requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                seq += 1;
-            }
-            lat
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap_or_default());
-    }
-    Round {
-        points: points.load(Ordering::Relaxed),
-        requests: requests.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-        latencies,
-    }
+fn row(system: &str, batch: usize, r: &Report, ratio: &str) -> String {
+    let ack = r.ack_ms.clone().unwrap_or_default();
+    let errors = r.rejected.values().sum::<u64>() + r.failed.values().sum::<u64>();
+    format!(
+        "| {system} | {batch} | {:.0} | {:.0} | {:.2} | {:.2} | {errors} | {ratio} |",
+        r.points_per_sec,
+        r.acked_messages as f64 / r.seconds,
+        ack.p50,
+        ack.p99
+    )
 }
 
 /// One writer, one request at a time; a WebSocket client subscribed to the
@@ -251,18 +176,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let token = login(&http, &args.tributary, &args.email, &args.password).await?;
     let run_id = now_ms();
-    let mut devices = Vec::new();
-    for w in 0..args.clients {
-        devices.push(
-            create_device(
-                &http,
-                &args.tributary,
-                &token,
-                &format!("bench-{run_id}-{w}"),
-            )
-            .await?,
-        );
-    }
     if let Some(influx) = &args.influx {
         let res = http
             .post(format!("{influx}/query"))
@@ -273,50 +186,54 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             bail!("influx create database failed: {}", res.text().await?);
         }
     }
-    let tributary: Arc<dyn Target> = Arc::new(TributaryTarget {
-        base: args.tributary.clone(),
-        tokens: devices.iter().map(|d| d.1.clone()).collect(),
-    });
+    let names: Vec<String> = (0..args.clients).map(|i| format!("bench-{i}")).collect();
+    let provisioned =
+        provision::devices(&http, &args.tributary, &token, &names, &Default::default())
+            .await
+            .map_err(anyhow::Error::msg)?;
+    let tokens: Vec<String> = provisioned.iter().map(|p| p.token.clone()).collect();
+    let devices: Vec<(String, String)> = provisioned
+        .iter()
+        .map(|p| (p.id.clone(), p.token.clone()))
+        .collect();
 
     println!(
-        "## Durable HTTP ingest: {} concurrent writers, {} s per round\n",
+        "## Durable HTTP ingest: {} concurrent writers, {} s per round (load from tributary-sim)\n",
         args.clients, args.seconds
     );
     println!("| system | points/request | points/s | requests/s | p50 ms | p99 ms | errors | ratio vs InfluxDB |");
     println!("|---|---|---|---|---|---|---|---|");
-    for &batch in &args.batch {
-        let mut t = closed_loop(tributary.clone(), args.clients, batch, args.seconds).await;
-        let [t50, t99, _, _] = percentiles(&mut t.latencies);
-        let influx_round = match &args.influx {
+    for (n, &batch) in args.batch.iter().enumerate() {
+        // Each round writes its own time range, so rounds never overwrite each other.
+        let start_ms = run_id - (n as i64 + 1) * 86_400_000;
+        let t = round(
+            Target::Http(HttpTarget::new(&args.tributary, tokens.clone())),
+            args.clients,
+            batch,
+            args.seconds,
+            start_ms,
+        )
+        .await?;
+        let influx = match &args.influx {
             Some(base) => Some(
-                closed_loop(
-                    Arc::new(InfluxTarget { base: base.clone() }),
+                round(
+                    Target::Line(LineTarget::new(base, "bench", "telemetry", names.clone())),
                     args.clients,
                     batch,
                     args.seconds,
+                    start_ms,
                 )
-                .await,
+                .await?,
             ),
             None => None,
         };
-        let ratio = influx_round
+        let ratio = influx
             .as_ref()
-            .map(|i| format!("{:.2}×", t.points_per_sec() / i.points_per_sec()))
+            .map(|i| format!("{:.2}×", t.points_per_sec / i.points_per_sec))
             .unwrap_or_else(|| "n/a".into());
-        println!(
-            "| Tributary | {batch} | {:.0} | {:.0} | {t50:.2} | {t99:.2} | {} | {ratio} |",
-            t.points_per_sec(),
-            t.requests as f64 / t.elapsed.as_secs_f64(),
-            t.errors
-        );
-        if let Some(mut i) = influx_round {
-            let [i50, i99, _, _] = percentiles(&mut i.latencies);
-            println!(
-                "| InfluxDB 1.x (line protocol) | {batch} | {:.0} | {:.0} | {i50:.2} | {i99:.2} | {} | 1.00× |",
-                i.points_per_sec(),
-                i.requests as f64 / i.elapsed.as_secs_f64(),
-                i.errors
-            );
+        println!("{}", row("Tributary", batch, &t, &ratio));
+        if let Some(i) = &influx {
+            println!("{}", row("InfluxDB 1.x (line protocol)", batch, i, "1.00×"));
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Report {
     pub seconds: f64,
     /// Acknowledged points per second.
     pub points_per_sec: f64,
+    /// Send → acknowledgement of each acknowledged message.
+    pub ack_ms: Option<Latency>,
     /// End-to-end latency (send → live feed), when measured.
     pub latency_ms: Option<Latency>,
 }
@@ -86,6 +88,13 @@ impl std::fmt::Display for Report {
             "throughput    {:.0} points/s over {:.1} s",
             self.points_per_sec, self.seconds
         )?;
+        if let Some(l) = &self.ack_ms {
+            writeln!(
+                f,
+                "ack time      p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (send → acknowledgement)",
+                l.p50, l.p99, l.max
+            )?;
+        }
         if let Some(l) = &self.latency_ms {
             writeln!(f, "latency       p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} messages, send → live feed)", l.p50, l.p99, l.p999, l.max, l.samples)?;
         }

@@ -49,6 +49,8 @@ pub struct RunOptions {
 #[derive(Default)]
 struct Counts {
     report: Report,
+    /// How long each acknowledged message took (send → acknowledgement).
+    request_times: Vec<Duration>,
 }
 
 fn now_ms() -> i64 {
@@ -164,8 +166,13 @@ impl Sender {
                     s.insert(k, Instant::now());
                 }
             }
+            let t = Instant::now();
             let outcome = target.send(&msg).await;
+            let took = t.elapsed();
             if let Ok(mut c) = counts.lock() {
+                if outcome == Outcome::Acked {
+                    c.request_times.push(took);
+                }
                 let r = &mut c.report;
                 r.sent_messages += 1;
                 r.sent_points += points;
@@ -214,11 +221,12 @@ impl Sender {
         if self.progress {
             eprintln!();
         }
-        let mut report = self
+        let (mut report, mut times) = self
             .counts
             .lock()
-            .map(|c| c.report.clone())
+            .map(|mut c| (c.report.clone(), std::mem::take(&mut c.request_times)))
             .unwrap_or_default();
+        report.ack_ms = Latency::of(&mut times);
         if unacked > 0 {
             // MQTT QoS 1: publishes without a PUBACK are not acknowledged.
             let per_message = report.acked_points / report.acked_messages.max(1);
@@ -256,28 +264,37 @@ pub async fn run(target: Arc<Target>, opts: RunOptions) -> Result<Report, String
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
+    // As fast as possible: simulated time moves one message per device at a
+    // time, and sending waits for a free slot, so the target sets the pace.
+    let step = opts.scenario.interval_ms() * opts.scenario.rate.batch as f64;
+    let mut virtual_ms = 0.0;
     loop {
         let elapsed = sender.started.elapsed().as_secs_f64();
         let over = opts.max_seconds.is_some_and(|m| elapsed >= m);
         let until = if opts.fast {
-            f64::MAX
+            virtual_ms += step;
+            virtual_ms
         } else {
             elapsed * 1000.0
         };
         let finished_before = fleet.finished();
         for msg in fleet.advance(until, over || finished_before) {
             sender.send(msg).await;
-            if opts.fast
-                && opts
-                    .max_seconds
-                    .is_some_and(|m| sender.started.elapsed().as_secs_f64() >= m)
-            {
-                break;
-            }
         }
         sender.progress();
-        if finished_before || over || (opts.fast && fleet.finished()) {
+        if finished_before || over {
             break;
+        }
+        if opts.fast {
+            tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    eprintln!("\ninterrupted; finishing what is in flight");
+                    break;
+                }
+                _ = std::future::ready(()) => {}
+            }
+            continue;
         }
         tokio::select! {
             _ = tick.tick() => {}

@@ -8,14 +8,12 @@ mod extract;
 mod live;
 mod openapi;
 mod problem;
-mod profiles;
 mod routes;
 mod state;
 mod validate;
 mod web;
 
 pub use problem::ApiError;
-pub use profiles::ProfileCache;
 pub use routes::{openapi_document, router};
 pub use state::{AppState, HttpConfig};
 

@@ -53,7 +53,7 @@ pub struct AppState {
     /// Credentials.
     pub auth: Arc<Authenticator>,
     /// Profile schemas for ingest validation.
-    pub profiles: Arc<crate::profiles::ProfileCache>,
+    pub profiles: Arc<tributary_store::meta::ProfileCache>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Limits and timings.

@@ -131,6 +131,13 @@ pub struct Config {
     /// Most points replayed from the store to a resuming client.
     pub live_resume_max_points: usize,
 
+    /// Most concurrent MQTT connections.
+    pub mqtt_max_connections: usize,
+    /// Largest MQTT packet (bytes); a larger one closes the connection.
+    pub mqtt_max_packet_bytes: usize,
+    /// Seconds an MQTT client may take to send CONNECT.
+    pub mqtt_connect_timeout_secs: u64,
+
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -174,6 +181,9 @@ impl Default for Config {
             live_auth_recheck_secs: 15,
             live_selector_refresh_secs: 10,
             live_resume_max_points: 100_000,
+            mqtt_max_connections: 100_000,
+            mqtt_max_packet_bytes: 1024 * 1024,
+            mqtt_connect_timeout_secs: 10,
             shutdown_grace_secs: 10,
         }
     }

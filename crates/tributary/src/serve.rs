@@ -51,6 +51,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tributary_pipeline::describe_metrics();
     tributary_live::describe_metrics();
     tributary_http::describe_metrics();
+    tributary_mqtt::describe_metrics();
     let meta = MetaStore::open(&config.data_dir.join("meta.db"))
         .await
         .context("opening metadata store")?;
@@ -101,13 +102,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let profiles: Arc<tributary_store::meta::ProfileCache> = Arc::default();
     let state = AppState {
         meta: meta.clone(),
         series,
         pipeline: pipeline.clone(),
         hub,
         auth,
-        profiles: Arc::default(),
+        profiles: profiles.clone(),
         metrics,
         config: Arc::new(HttpConfig {
             max_body_bytes: config.http_max_body_bytes,
@@ -129,6 +131,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ready: ready.clone(),
         shutdown: shutdown_rx.clone(),
     };
+
+    let mqtt_listener = tokio::net::TcpListener::bind(&config.mqtt_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding MQTT listener on {} (set mqtt_listen to another address)",
+                config.mqtt_listen
+            )
+        })?;
+    let mqtt_addr = mqtt_listener.local_addr()?;
+    let mqtt_state = tributary_mqtt::MqttState {
+        auth: state.auth.clone(),
+        pipeline: pipeline.clone(),
+        meta: meta.clone(),
+        profiles,
+        config: Arc::new(tributary_mqtt::MqttConfig {
+            max_connections: config.mqtt_max_connections,
+            max_packet_bytes: config.mqtt_max_packet_bytes,
+            connect_timeout: Duration::from_secs(config.mqtt_connect_timeout_secs.max(1)),
+            parse_limits: state.config.parse_limits.clone(),
+        }),
+    };
+    let mqtt_task = tokio::spawn(tributary_mqtt::serve(
+        mqtt_listener,
+        mqtt_state,
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(addr = %mqtt_addr, "mqtt listening");
 
     let listener = tokio::net::TcpListener::bind(&config.http_listen)
         .await
@@ -171,6 +201,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         } => tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; closing"),
     }
 
+    let _ = tokio::time::timeout(Duration::from_secs(2), mqtt_task).await;
     pipeline.shutdown().await;
     series_store.close().await;
     meta.close().await;

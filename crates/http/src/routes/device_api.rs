@@ -68,17 +68,16 @@ pub async fn telemetry(
         err.field = field;
         rejected(reason, err)
     })?;
-    if let Some(profile) = &device.profile {
-        if let Some(schema) = s.profiles.get(&s.meta, device.tenant, profile).await? {
-            schema.validate(&points).map_err(|v| {
-                let field = v.key.clone();
-                rejected(
-                    "profile",
-                    ApiError::invalid_payload(v.to_string()).with_field(field),
-                )
-            })?;
-        }
-    }
+    s.profiles
+        .check(&s.meta, &device, &points)
+        .await?
+        .map_err(|v| {
+            let field = v.key.clone();
+            rejected(
+                "profile",
+                ApiError::invalid_payload(v.to_string()).with_field(field),
+            )
+        })?;
     s.pipeline
         .append(Batch {
             tenant: device.tenant,

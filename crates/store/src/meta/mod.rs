@@ -8,6 +8,7 @@ mod devices;
 mod groups;
 mod invites;
 pub mod page;
+mod profile_cache;
 mod profiles;
 mod schema;
 mod tokens;
@@ -24,6 +25,7 @@ pub use devices::{Device, DeviceFilter, DevicePatch, MqttCredentials, NewDevice,
 pub use groups::Group;
 pub use invites::Invite;
 pub use page::{ListParams, Page, Sort, SortField};
+pub use profile_cache::ProfileCache;
 pub use profiles::Profile;
 pub use tokens::{RefreshToken, TakeOutcome};
 pub use users::{Member, Role, Tenant, User};

@@ -17,6 +17,8 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// `127.0.0.1:PORT` of the MQTT listener.
+    pub mqtt: String,
     /// Everything the server wrote to stdout.
     pub stdout: Arc<Mutex<String>>,
     /// Every log line (JSON) so far.
@@ -61,6 +63,8 @@ impl Server {
             .args([
                 "--http-listen",
                 "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
                 "--log-format",
                 "json",
                 "--log",
@@ -99,27 +103,34 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if v["fields"]["message"] == "http listening" {
-                            let _ = tx
-                                .send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
+                        let msg = v["fields"]["message"].as_str().unwrap_or_default();
+                        if msg == "http listening" || msg == "mqtt listening" {
+                            let addr = v["fields"]["addr"].as_str().unwrap_or_default().to_string();
+                            let _ = tx.send((msg == "mqtt listening", addr));
                         }
                     }
                     logs.lock().unwrap().push(line);
                 }
             });
         }
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start; logs:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
+        let (mut http, mut mqtt) = (None, None);
+        while http.is_none() || mqtt.is_none() {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((true, addr)) => mqtt = Some(addr),
+                Ok((false, addr)) => http = Some(addr),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "server did not start; logs:\n{}",
+                        logs.lock().unwrap().join("\n")
+                    );
+                }
             }
-        };
+        }
+        let addr = http.unwrap_or_default();
         Server {
             child,
+            mqtt: mqtt.unwrap_or_default(),
             base: format!("http://{addr}"),
             stdout,
             logs,

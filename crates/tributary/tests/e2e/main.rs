@@ -8,6 +8,7 @@ mod ingest;
 mod live;
 mod live_feed;
 mod matrix;
+mod mqtt;
 mod operations;
 mod resources;
 mod simulate;

@@ -4,8 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tributary_model::profile::ProfileSchema;
+use tributary_model::profile::ProfileViolation;
+use tributary_model::Point;
 use tributary_model::TenantId;
-use tributary_store::{MetaStore, StoreError};
+
+use crate::{Device, MetaStore, StoreError};
 
 /// Profile schemas by id; bounded by the number of profiles, dropped on change.
 #[derive(Default)]
@@ -39,5 +42,23 @@ impl ProfileCache {
         if let Ok(mut m) = self.schemas.write() {
             m.remove(id);
         }
+    }
+}
+
+impl ProfileCache {
+    /// Checks a device's batch against its profile (if it has one that still exists).
+    pub async fn check(
+        &self,
+        meta: &MetaStore,
+        device: &Device,
+        points: &[Point],
+    ) -> Result<Result<(), ProfileViolation>, StoreError> {
+        let Some(profile) = &device.profile else {
+            return Ok(Ok(()));
+        };
+        Ok(match self.get(meta, device.tenant, profile).await? {
+            Some(schema) => schema.validate(points),
+            None => Ok(()),
+        })
     }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks in one command: bench/run.sh [all|http|live] [seconds-per-round]
+# The benchmarks in one command: bench/run.sh [all|http|live|mqtt] [seconds-per-round]
 # Starts a release Tributary (and InfluxDB 1.x when installed: apt-get install influxdb)
 # on loopback with fresh data directories, runs the same load against both,
 # prints the tables for docs/benchmarks.md and keeps them in bench/results/.
@@ -22,15 +22,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 password=bench-password-123
 TRIBUTARY_ADMIN_EMAIL=bench@example.com TRIBUTARY_ADMIN_PASSWORD=$password TRIBUTARY_LIVE_MAX_CLIENTS_PER_TENANT=20000 \
-  target/release/tributary serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 \
+  target/release/tributary serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
   --log warn,tributary::serve=info >"$work/tributary.out" 2>"$work/tributary.log" &
 pids+=($!)
 for _ in $(seq 100); do
-  addr=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/tributary.log" | head -1 | cut -d= -f2 || true)
+  addr=$(grep -o 'http listening addr=127.0.0.1:[0-9]*' "$work/tributary.log" | head -1 | cut -d= -f2 || true)
   [ -n "$addr" ] && break
   sleep 0.1
 done
 [ -n "$addr" ] || { cat "$work/tributary.log"; exit 1; }
+mqtt_addr=$(grep -o 'mqtt listening addr=127.0.0.1:[0-9]*' "$work/tributary.log" | head -1 | cut -d= -f2)
 
 influx_args=()
 if command -v influxd >/dev/null 2>&1; then
@@ -81,6 +82,42 @@ if [ "$which" = all ] || [ "$which" = live ]; then
   { header
     target/release/tributary-bench live --tributary "http://$addr" --server-pid "${pids[0]}" \
       --email bench@example.com --password "$password" --seconds "$seconds"
+  } | tee "$out"
+  echo "saved to $out"
+fi
+if [ "$which" = all ] || [ "$which" = mqtt ]; then
+  out="bench/results/mqtt-live-$stamp.md"
+  { header
+    echo "## MQTT publish (QoS 1) → WebSocket latency, measured by tributary simulate --latency"
+    echo
+    echo "| points/s | points/message | acked points/s | p50 ms | p99 ms | p99.9 ms | max ms | messages matched |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for rate in 1000 10000 50000 100000; do
+      batch=$(( rate / 1000 )); [ "$batch" -lt 1 ] && batch=1
+      cat >"$work/mqtt-$rate.toml" <<TOML
+seed = 1
+[fleet]
+count = 10
+name = "mqtt-bench-$rate-{i}"
+[rate]
+points_per_sec = $rate
+batch = $batch
+duration_secs = $seconds
+[[keys]]
+name = "v"
+signal = "sine"
+offset = 0.0
+amplitude = 10.0
+period_secs = 30.0
+decimals = 3
+TOML
+      target/release/tributary simulate --scenario "$work/mqtt-$rate.toml" --protocol mqtt --qos 1 \
+        --target "http://$addr" --mqtt "$mqtt_addr" --email bench@example.com --password "$password" \
+        --latency --json --quiet >"$work/mqtt-$rate.json"
+      jq -r --arg rate "$rate" --arg batch "$batch" \
+        '"| \($rate) | \($batch) | \(.points_per_sec|floor) | \(.latency_ms.p50*100|round/100) | \(.latency_ms.p99*100|round/100) | \(.latency_ms.p999*100|round/100) | \(.latency_ms.max*100|round/100) | \(.latency_ms.samples) |"' \
+        "$work/mqtt-$rate.json"
+    done
   } | tee "$out"
   echo "saved to $out"
 fi

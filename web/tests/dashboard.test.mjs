@@ -22,7 +22,7 @@ let server, base, browser, dataDir, listen;
 
 /** Starts the server on `listen` (a fixed port after the first start, so restarts keep the address). */
 async function startServer() {
-  server = spawn(BIN, ["serve", "--data-dir", dataDir, "--http-listen", listen, "--log-format", "json"], {
+  server = spawn(BIN, ["serve", "--data-dir", dataDir, "--http-listen", listen, "--mqtt-listen", "127.0.0.1:0", "--log-format", "json"], {
     env: { ...process.env, TRIBUTARY_ADMIN_EMAIL: EMAIL, TRIBUTARY_ADMIN_PASSWORD: PASSWORD },
     stdio: ["ignore", "ignore", "pipe"],
   });

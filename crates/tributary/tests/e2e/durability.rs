@@ -133,7 +133,14 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _s = Server::start(dir.path());
     let out = std::process::Command::new(binary())
-        .args(["serve", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("TRIBUTARY_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .output()

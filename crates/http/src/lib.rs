@@ -6,6 +6,7 @@
 mod audit;
 mod extract;
 mod live;
+mod mqtt_ws;
 mod openapi;
 mod problem;
 mod routes;

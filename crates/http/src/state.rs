@@ -52,6 +52,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Credentials.
     pub auth: Arc<Authenticator>,
+    /// The MQTT listener's state, for MQTT over WebSocket (`None`: disabled).
+    pub mqtt: Option<tributary_mqtt::MqttState>,
     /// Profile schemas for ingest validation.
     pub profiles: Arc<tributary_store::meta::ProfileCache>,
     /// Renders `/metrics`.

@@ -9,8 +9,7 @@ use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck,
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tributary_model::time::now_ns;
 use tributary_model::{parse_telemetry, Batch};
@@ -43,13 +42,13 @@ pub enum ConnError {
     Rejected(String),
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     buf: BytesMut,
     max: usize,
 }
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// The next packet, reading from the socket as needed.
     async fn read(&mut self) -> Result<Option<Packet>, ConnError> {
         loop {
@@ -100,8 +99,8 @@ async fn authenticate(
 }
 
 /// Serves one connection to its end.
-pub async fn run(
-    stream: TcpStream,
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     state: MqttState,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {

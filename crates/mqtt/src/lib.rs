@@ -10,7 +10,7 @@
 mod connection;
 mod listener;
 
-pub use listener::{serve, MqttConfig, MqttState};
+pub use listener::{serve, serve_stream, MqttConfig, MqttState};
 
 /// Registers the listener's metrics so they are exported (at zero) from the start.
 pub fn describe_metrics() {

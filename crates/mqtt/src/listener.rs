@@ -65,12 +65,21 @@ pub async fn serve(listener: TcpListener, state: MqttState, mut shutdown: watch:
         let _ = stream.set_nodelay(true);
         let (state, shutdown) = (state.clone(), shutdown.clone());
         tokio::spawn(async move {
-            metrics::gauge!("tributary_mqtt_connections").increment(1.0);
-            if let Err(e) = connection::run(stream, state, shutdown).await {
-                tracing::debug!(%peer, error = %e, "MQTT connection closed");
-            }
-            metrics::gauge!("tributary_mqtt_connections").decrement(1.0);
+            serve_stream(stream, state, shutdown).await;
+            tracing::debug!(%peer, "MQTT connection ended");
             drop(permit);
         });
     }
+}
+
+/// Serves one MQTT connection over any byte stream (TCP, or WebSocket frames).
+pub async fn serve_stream<S>(stream: S, state: MqttState, shutdown: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    metrics::gauge!("tributary_mqtt_connections").increment(1.0);
+    if let Err(e) = connection::run(stream, state, shutdown).await {
+        tracing::debug!(error = %e, "MQTT connection closed");
+    }
+    metrics::gauge!("tributary_mqtt_connections").decrement(1.0);
 }

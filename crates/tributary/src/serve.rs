@@ -103,21 +103,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let profiles: Arc<tributary_store::meta::ProfileCache> = Arc::default();
+    let parse_limits = ParseLimits {
+        max_key_len: config.max_key_bytes,
+        max_string_len: config.max_string_bytes,
+        max_points: config.max_points_per_batch,
+    };
+    let mqtt_state = tributary_mqtt::MqttState {
+        auth: auth.clone(),
+        pipeline: pipeline.clone(),
+        meta: meta.clone(),
+        profiles: profiles.clone(),
+        config: Arc::new(tributary_mqtt::MqttConfig {
+            max_connections: config.mqtt_max_connections,
+            max_packet_bytes: config.mqtt_max_packet_bytes,
+            connect_timeout: Duration::from_secs(config.mqtt_connect_timeout_secs.max(1)),
+            parse_limits: parse_limits.clone(),
+        }),
+    };
     let state = AppState {
         meta: meta.clone(),
         series,
         pipeline: pipeline.clone(),
         hub,
         auth,
+        mqtt: Some(mqtt_state.clone()),
         profiles: profiles.clone(),
         metrics,
         config: Arc::new(HttpConfig {
             max_body_bytes: config.http_max_body_bytes,
-            parse_limits: ParseLimits {
-                max_key_len: config.max_key_bytes,
-                max_string_len: config.max_string_bytes,
-                max_points: config.max_points_per_batch,
-            },
+            parse_limits,
             max_query_limit: config.query_max_limit,
             default_query_limit: config.query_default_limit,
             read_your_writes: Duration::from_millis(config.query_catch_up_ms),
@@ -141,18 +155,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let mqtt_addr = mqtt_listener.local_addr()?;
-    let mqtt_state = tributary_mqtt::MqttState {
-        auth: state.auth.clone(),
-        pipeline: pipeline.clone(),
-        meta: meta.clone(),
-        profiles,
-        config: Arc::new(tributary_mqtt::MqttConfig {
-            max_connections: config.mqtt_max_connections,
-            max_packet_bytes: config.mqtt_max_packet_bytes,
-            connect_timeout: Duration::from_secs(config.mqtt_connect_timeout_secs.max(1)),
-            parse_limits: state.config.parse_limits.clone(),
-        }),
-    };
     let mqtt_task = tokio::spawn(tributary_mqtt::serve(
         mqtt_listener,
         mqtt_state,

@@ -160,6 +160,7 @@ pub fn router(state: AppState) -> Router {
     unique_operation_ids(&mut doc);
     let doc = ops::OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_default()));
     routes
+        .route("/mqtt", axum::routing::get(crate::mqtt_ws::mqtt_ws))
         .route("/", axum::routing::get(crate::web::index))
         .route("/{*path}", axum::routing::get(crate::web::asset))
         .fallback(not_found)

@@ -284,3 +284,53 @@ async fn the_simulator_over_mqtt_is_fully_queryable() {
         );
     }
 }
+
+#[tokio::test]
+async fn mqtt_over_websocket_with_paho() {
+    let paho = Command::new("python3")
+        .args(["-c", "import paho.mqtt"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !paho {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have paho-mqtt (see .ci/run)"
+        );
+        eprintln!("skipping: pip install paho-mqtt");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let api = Api::new(&s.base, &login(&s.base).await);
+    let (id, token) = create_device(&s.base, &api.token, "ws-device").await;
+    let (host, port) = s.addr().rsplit_once(':').unwrap();
+    let script = r#"
+import sys, paho.mqtt.client as mqtt
+host, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-ws", transport="websockets")
+c.ws_set_options(path="/mqtt")
+c.username_pw_set(token)
+rc = c.connect(host, port, keepalive=10)
+c.loop_start()
+info = c.publish("v1/devices/me/telemetry", '{"ts":1700000000000,"values":{"level":7.5}}', qos=1)
+info.wait_for_publish(timeout=10)
+print("acked" if info.is_published() else "not acked")
+c.disconnect()
+c.loop_stop()
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, host, port, &token])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("acked") && !stdout.contains("not acked"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let latest = api
+        .must("GET", &format!("/api/v1/devices/{id}/latest"), None, 200)
+        .await;
+    assert_eq!(latest["level"]["value"], 7.5);
+}

@@ -43,14 +43,13 @@ async fn bridge(
     let session = tokio::spawn(tributary_mqtt::serve_stream(session_side, mqtt, shutdown));
     let inbound = async move {
         while let Some(Ok(msg)) = ws_rx.next().await {
-            match msg {
-                Message::Binary(b) => {
-                    if to_session.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+            let bytes = match msg {
+                Message::Binary(b) => b,
                 Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if to_session.write_all(&bytes).await.is_err() {
+                break;
             }
         }
         let _ = to_session.shutdown().await;

@@ -16,7 +16,7 @@ pub mod token;
 pub use jwt::{AccessClaims, TokenSigner};
 pub use limiter::LoginLimits;
 pub use principal::{Actor, Principal};
-pub use service::{AuthConfig, Authenticator, Session};
+pub use service::{AuthConfig, Authenticator, Session, API_KEY_PREFIX};
 
 /// Why a credential was refused or could not be checked.
 #[derive(Debug, thiserror::Error)]

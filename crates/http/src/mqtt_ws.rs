@@ -23,12 +23,18 @@ pub async fn mqtt_ws(
     let ws = ws.map_err(|e| {
         ApiError::bad_request(format!("expected a WebSocket upgrade: {}", e.body_text()))
     })?;
+    let Some(permit) = tributary_mqtt::slot(&mqtt) else {
+        return Err(ApiError::unavailable("the MQTT connection limit is reached"));
+    };
     let shutdown = s.shutdown.clone();
     let max = mqtt.config.max_packet_bytes + 16;
     Ok(ws
         .protocols(["mqtt"])
         .max_message_size(max)
-        .on_upgrade(move |socket| bridge(socket, mqtt, shutdown)))
+        .on_upgrade(move |socket| async move {
+            bridge(socket, mqtt, shutdown).await;
+            drop(permit);
+        }))
 }
 
 /// Pumps WebSocket frames to an in-memory stream that the MQTT session reads, and back.

@@ -1,79 +1,71 @@
-//! One MQTT connection: CONNECT and authentication, then publishes, pings and
-//! keep-alive, until the client leaves, breaks the protocol, or the server stops.
+//! One MQTT connection: CONNECT and authentication, then the packet loop —
+//! publishes in (acknowledged once handled, telemetry once durable), queued
+//! messages out (within the client's in-flight window), subscriptions, pings
+//! and keep-alive — until the client leaves, breaks the protocol, is taken
+//! over, loses its credential, or the server stops.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck,
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectProperties,
+    DisconnectReasonCode, Filter, LastWill, Packet, PingResp, PubAckReason, PubRecReason, Publish,
+    PublishProperties, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
 };
-use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
-use tributary_model::time::now_ns;
-use tributary_model::{parse_telemetry, Batch};
-use tributary_store::meta::AttributeScope;
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{oneshot, watch};
+use tributary_auth::policy::Action;
+use tributary_auth::Principal;
 use tributary_store::Device;
 
+use crate::broker::{min_qos, SubscribeError};
+use crate::codec::{self, CodecError, Framed, Version};
+use crate::device::{self, Refusal};
 use crate::listener::MqttState;
+use crate::session::{Delivery, Message, Outgoing, Session, Space, SubOptions};
+use crate::topic;
 
-/// The ThingsBoard device topics.
-const TELEMETRY: &str = "v1/devices/me/telemetry";
-const ATTRIBUTES: &str = "v1/devices/me/attributes";
+/// Topic aliases a client may use (MQTT 5).
+const TOPIC_ALIAS_MAX: u16 = 64;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
-    /// The socket failed or closed.
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    /// The client sent something that is not valid MQTT 3.1.1.
+    /// Framing or socket failure.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The client broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
     /// Authentication failed.
     #[error("not authorized")]
     Unauthorized,
-    /// The client went quiet past its keep-alive.
-    #[error("keep-alive expired")]
-    KeepAlive,
-    /// A payload was rejected; MQTT 3.1.1 has no negative PUBACK, so the connection closes.
+    /// A publish was refused (on MQTT 3.1.1, which has no negative PUBACK, this closes).
     #[error("rejected publish: {0}")]
     Rejected(String),
 }
 
-struct Conn<S> {
-    stream: S,
-    buf: BytesMut,
-    max: usize,
+/// Who is on the other end.
+enum Peer {
+    /// A device, using the ThingsBoard device API (with its access token, if it used one).
+    Device(Device, Option<String>),
+    /// A client of the tenant's broker, with its API key or access token.
+    Client(Principal, String),
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// The next packet, reading from the socket as needed.
-    async fn read(&mut self) -> Result<Option<Packet>, ConnError> {
-        loop {
-            match Packet::read(&mut self.buf, self.max) {
-                Ok(p) => return Ok(Some(p)),
-                Err(CodecError::InsufficientBytes(_)) => {}
-                Err(e) => return Err(ConnError::Protocol(e.to_string())),
-            }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(8192);
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Ok(None);
-            }
-        }
-    }
-
-    async fn write(&mut self, packet: Packet) -> Result<(), ConnError> {
-        let mut out = BytesMut::with_capacity(64);
-        packet
-            .write(&mut out, self.max)
-            .map_err(|e| ConnError::Protocol(e.to_string()))?;
-        self.stream.write_all(&out).await?;
-        Ok(())
-    }
+/// How the packet loop ended.
+enum End {
+    /// DISCONNECT from the client; true if it asked for its will to be sent.
+    Disconnect(bool),
+    /// The connection broke, timed out or was refused: the will is sent.
+    Lost,
+    /// Another connection took the session over.
+    TakenOver,
+    /// The server is stopping.
+    Shutdown,
 }
 
 async fn authenticate(
@@ -81,21 +73,31 @@ async fn authenticate(
     client_id: &str,
     username: &str,
     password: &str,
-) -> Option<Device> {
+) -> Option<Peer> {
+    // API keys (and user access tokens) in the password, or an API key as the username.
+    let bearer = if password.is_empty() {
+        username
+    } else {
+        password
+    };
+    if bearer.starts_with(tributary_auth::API_KEY_PREFIX) || bearer.matches('.').count() == 2 {
+        if let Ok(p) = state.auth.authenticate(bearer).await {
+            return Some(Peer::Client(p, bearer.to_string()));
+        }
+    }
     if password.is_empty() {
         // ThingsBoard style: the access token is the username.
-        return state.auth.device(username).await.ok().flatten();
+        return by_token(state, username).await;
     }
-    match state
-        .auth
-        .device_by_mqtt(username, password, client_id)
-        .await
-        .ok()
-        .flatten()
-    {
-        Some(d) => Some(d),
-        None => state.auth.device(username).await.ok().flatten(),
+    match state.auth.device_by_mqtt(username, password, client_id).await {
+        Ok(Some(d)) => Some(Peer::Device(d, None)),
+        _ => by_token(state, username).await,
     }
+}
+
+async fn by_token(state: &MqttState, token: &str) -> Option<Peer> {
+    let device = state.auth.device(token).await.ok().flatten()?;
+    Some(Peer::Device(device, Some(token.to_string())))
 }
 
 /// Serves one connection to its end.
@@ -104,142 +106,631 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     state: MqttState,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
-    let mut conn = Conn {
-        stream,
-        buf: BytesMut::with_capacity(4096),
-        max: state.config.max_packet_bytes,
-    };
-    let first = tokio::time::timeout(state.config.connect_timeout, conn.read())
+    let mut io = Framed::new(stream, state.config.max_packet_bytes);
+    let first = tokio::time::timeout(state.config.connect_timeout, io.read_first())
         .await
         .map_err(|_| ConnError::Protocol("no CONNECT in time".into()))??;
-    let Some(Packet::Connect(connect)) = first else {
+    let Some(Packet::Connect(connect, will, login)) = first else {
         return Err(ConnError::Protocol(
             "the first packet must be CONNECT".into(),
         ));
     };
-    let (user, pass) = connect
-        .login
+    let v5 = io.version == Version::V5;
+    let props = connect.properties.clone().unwrap_or_default();
+    let (user, pass) = login
         .as_ref()
         .map(|l| (l.username.as_str(), l.password.as_str()))
         .unwrap_or(("", ""));
-    let Some(device) = authenticate(&state, &connect.client_id, user, pass).await else {
+    let Some(peer) = authenticate(&state, &connect.client_id, user, pass).await else {
         metrics::counter!("tributary_batches_rejected_total", "reason" => "unauthorized")
             .increment(1);
-        conn.write(Packet::ConnAck(ConnAck::new(
-            ConnectReturnCode::BadUserNamePassword,
-            false,
-        )))
-        .await?;
+        io.send(connack(ConnectReturnCode::BadUserNamePassword, false, None))
+            .await?;
         return Err(ConnError::Unauthorized);
     };
-    conn.write(Packet::ConnAck(ConnAck::new(
+
+    // An empty client id gets one assigned (MQTT 3.1.1 only with a clean session).
+    let mut assigned = None;
+    let client_id = if connect.client_id.is_empty() {
+        if !v5 && !connect.clean_start {
+            io.send(connack(ConnectReturnCode::ClientIdentifierNotValid, false, None))
+                .await?;
+            return Err(ConnError::Protocol(
+                "an empty client id needs a clean session".into(),
+            ));
+        }
+        let id = format!("auto-{}", state.broker.next_serial());
+        assigned = Some(id.clone());
+        id
+    } else {
+        connect.client_id.clone()
+    };
+    let max_expiry = state.broker.limits().max_session_expiry;
+    let expiry = if v5 {
+        Duration::from_secs(u64::from(props.session_expiry_interval.unwrap_or(0))).min(max_expiry)
+    } else if connect.clean_start {
+        Duration::ZERO
+    } else {
+        max_expiry
+    };
+    let space = match &peer {
+        Peer::Device(d, _) => Space::Device(d.id),
+        Peer::Client(p, _) => Space::Tenant(p.tenant),
+    };
+    let (session, present) = state.broker.open(space, &client_id, connect.clean_start);
+    let conn_id = state.broker.next_serial();
+    let kicked = session.attach(conn_id, expiry);
+
+    let limits = state.broker.limits();
+    let ack_props = ConnAckProperties {
+        session_expiry_interval: props
+            .session_expiry_interval
+            .is_some()
+            .then_some(expiry.as_secs() as u32),
+        receive_max: Some(limits.max_inflight),
+        max_qos: None,
+        retain_available: Some(1),
+        max_packet_size: Some(state.config.max_packet_bytes as u32),
+        assigned_client_identifier: assigned,
+        topic_alias_max: Some(TOPIC_ALIAS_MAX),
+        reason_string: None,
+        user_properties: Vec::new(),
+        wildcard_subscription_available: Some(1),
+        subscription_identifiers_available: Some(1),
+        shared_subscription_available: Some(0),
+        server_keep_alive: None,
+        response_information: None,
+        server_reference: None,
+        authentication_method: None,
+        authentication_data: None,
+    };
+    io.send(connack(
         ConnectReturnCode::Success,
-        false,
-    )))
+        present,
+        v5.then_some(ack_props),
+    ))
     .await?;
-    tracing::debug!(device = %device.id, client_id = %connect.client_id, "MQTT device connected");
+    tracing::debug!(%client_id, ?space, v5, present, "MQTT client connected");
 
     // A client that says nothing for 1.5 × its keep-alive is gone (0: no keep-alive).
     let keep_alive = match connect.keep_alive {
-        0 => Duration::from_secs(24 * 3600),
-        k => Duration::from_millis(u64::from(k) * 1500),
+        0 => None,
+        k => Some(Duration::from_millis(u64::from(k) * 1500)),
     };
-    loop {
-        let packet = tokio::select! {
-            p = tokio::time::timeout(keep_alive, conn.read()) => p.map_err(|_| ConnError::KeepAlive)??,
-            _ = shutdown.wait_for(|down| *down) => return Ok(()),
-        };
-        match packet {
-            None | Some(Packet::Disconnect) => return Ok(()),
-            Some(Packet::PingReq) => conn.write(Packet::PingResp).await?,
-            Some(Packet::Publish(p)) => {
-                if p.qos == QoS::ExactlyOnce {
-                    return Err(ConnError::Protocol(
-                        "QoS 2 is not supported yet on the device API".into(),
-                    ));
+    let window = usize::from(
+        props
+            .receive_maximum
+            .unwrap_or(u16::MAX)
+            .min(limits.max_inflight)
+            .max(1),
+    );
+    let mut conn = Connection {
+        io,
+        state: state.clone(),
+        session: session.clone(),
+        peer,
+        v5,
+        window,
+        client_max_packet: props.max_packet_size.map(|m| m as usize),
+        aliases: HashMap::new(),
+        keep_alive,
+        expiry,
+    };
+    let end = conn.serve(kicked, &mut shutdown).await;
+    let expiry = conn.expiry;
+    let (end, result) = match end {
+        Ok(e) => (e, Ok(())),
+        Err(e) => (End::Lost, Err(e)),
+    };
+    // The will goes out unless the client said goodbye normally.
+    let send_will = matches!(
+        end,
+        End::Lost | End::TakenOver | End::Disconnect(true)
+    );
+    if let (true, Some(will)) = (send_will, will) {
+        publish_will(&state, &conn, will);
+    }
+    if session.detach(conn_id, expiry) && expiry.is_zero() {
+        state.broker.discard(&session);
+    }
+    result
+}
+
+fn connack(code: ConnectReturnCode, present: bool, props: Option<ConnAckProperties>) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present: present && code == ConnectReturnCode::Success,
+        code,
+        properties: props,
+    })
+}
+
+/// Publishes a will, after its delay (MQTT 5) unless the session is resumed first.
+fn publish_will<S>(state: &MqttState, conn: &Connection<S>, will: LastWill) {
+    let Ok(topic) = String::from_utf8(will.topic.to_vec()) else {
+        return;
+    };
+    let allowed = match &conn.peer {
+        Peer::Client(p, _) => {
+            p.require(Action::Write).is_ok() && topic::valid_name(&topic) && !topic.starts_with('$')
+        }
+        Peer::Device(..) => false,
+    };
+    if !allowed {
+        return;
+    }
+    let (mut delay, mut expires_at, mut msg_props) = (Duration::ZERO, None, None);
+    if let Some(p) = will.properties {
+        delay = Duration::from_secs(u64::from(p.delay_interval.unwrap_or(0)));
+        expires_at = p
+            .message_expiry_interval
+            .map(|s| Instant::now() + delay + Duration::from_secs(u64::from(s)));
+        msg_props = Some(PublishProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            content_type: p.content_type,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            ..PublishProperties::default()
+        });
+    }
+    let msg = Message {
+        topic,
+        payload: will.message,
+        qos: will.qos,
+        retain: will.retain,
+        expires_at,
+        props: msg_props,
+        origin: conn.session.serial,
+    };
+    let (broker, space, session) = (
+        state.broker.clone(),
+        conn.session.space,
+        conn.session.clone(),
+    );
+    if delay.is_zero() {
+        broker.publish(space, msg);
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if !session.attached() {
+            broker.publish(space, msg);
+        }
+    });
+}
+
+struct Connection<S> {
+    io: Framed<S>,
+    state: MqttState,
+    session: Arc<Session>,
+    peer: Peer,
+    v5: bool,
+    /// QoS 1/2 messages we may have in flight to the client.
+    window: usize,
+    client_max_packet: Option<usize>,
+    aliases: HashMap<u16, String>,
+    keep_alive: Option<Duration>,
+    expiry: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    async fn serve(
+        &mut self,
+        mut kicked: oneshot::Receiver<()>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<End, ConnError> {
+        // A resumed session first gets what was in flight when it left.
+        for out in self.session.resend() {
+            self.queue_outgoing(out)?;
+        }
+        let mut heard = Instant::now();
+        let mut recheck = tokio::time::interval(self.state.config.auth_recheck);
+        recheck.tick().await;
+        loop {
+            for out in self.session.take_sendable(self.window) {
+                self.queue_outgoing(out)?;
+            }
+            self.io.flush().await?;
+            let deadline = self
+                .keep_alive
+                .map(|k| heard + k)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = &mut kicked => {
+                    self.disconnect(DisconnectReasonCode::SessionTakenOver, "another connection took the session over").await;
+                    return Ok(End::TakenOver);
                 }
-                match p.topic.as_str() {
-                    TELEMETRY => telemetry(&state, &device, &p.payload).await?,
-                    ATTRIBUTES => attributes(&state, &device, &p.payload).await?,
-                    other => {
-                        return Err(ConnError::Protocol(format!(
-                            "devices may not publish to {other:?}"
-                        )))
+                _ = async { let _ = shutdown.wait_for(|down| *down).await; } => {
+                    self.disconnect(DisconnectReasonCode::ServerShuttingDown, "the server is stopping").await;
+                    return Ok(End::Shutdown);
+                }
+                packet = self.io.read() => {
+                    heard = Instant::now();
+                    let Some(packet) = packet? else { return Ok(End::Lost) };
+                    if let Some(end) = self.handle(packet).await? {
+                        return Ok(end);
                     }
                 }
-                if p.qos == QoS::AtLeastOnce {
-                    conn.write(Packet::PubAck(PubAck::new(p.pkid))).await?;
+                _ = self.session.notified() => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if self.keep_alive.is_some() {
+                        self.disconnect(DisconnectReasonCode::KeepAliveTimeout, "keep-alive expired").await;
+                        return Ok(End::Lost);
+                    }
+                }
+                _ = recheck.tick() => {
+                    if !self.still_authorized().await {
+                        self.disconnect(DisconnectReasonCode::NotAuthorized, "credential revoked or expired").await;
+                        return Err(ConnError::Unauthorized);
+                    }
                 }
             }
-            Some(Packet::Subscribe(s)) => {
-                // Attribute pushes and RPC are not served yet: refuse each filter explicitly.
-                let codes = s
+        }
+    }
+
+    /// Whether the credential the client connected with is still valid.
+    async fn still_authorized(&self) -> bool {
+        match &self.peer {
+            Peer::Client(_, bearer) => self.state.auth.authenticate(bearer).await.is_ok(),
+            // A rotated token or a deleted device ends the connection; a store
+            // error does not.
+            Peer::Device(_, Some(token)) => !matches!(self.state.auth.device(token).await, Ok(None)),
+            Peer::Device(d, None) => !matches!(
+                self.state.meta.get_device(d.tenant, d.id).await,
+                Ok(None)
+            ),
+        }
+    }
+
+    /// Sends a DISCONNECT with a reason (MQTT 5 only; 3.1.1 just closes).
+    async fn disconnect(&mut self, code: DisconnectReasonCode, reason: &str) {
+        if self.v5 {
+            let _ = self
+                .io
+                .send(Packet::Disconnect(Disconnect {
+                    reason_code: code,
+                    properties: Some(DisconnectProperties {
+                        session_expiry_interval: None,
+                        reason_string: Some(reason.into()),
+                        user_properties: Vec::new(),
+                        server_reference: None,
+                    }),
+                }))
+                .await;
+        }
+    }
+
+    fn queue_outgoing(&mut self, out: Outgoing) -> Result<(), ConnError> {
+        let packet = match out {
+            Outgoing::Release(pkid) => codec::pubrel(pkid),
+            Outgoing::Publish(pkid, d, dup) => {
+                let packet = self.publish_packet(pkid, &d, dup);
+                if self.client_max_packet.is_some_and(|max| packet.size() > max) {
+                    // MQTT 5: a message larger than the client accepts is dropped.
+                    if pkid != 0 {
+                        self.session.complete(pkid);
+                    }
+                    metrics::counter!("tributary_mqtt_messages_dropped_total").increment(1);
+                    return Ok(());
+                }
+                packet
+            }
+        };
+        self.io.queue(packet)?;
+        Ok(())
+    }
+
+    fn publish_packet(&self, pkid: u16, d: &Delivery, dup: bool) -> Packet {
+        let properties = if self.v5 {
+            let mut p = d.msg.props.clone().unwrap_or_default();
+            p.subscription_identifiers = d.ids.clone();
+            p.message_expiry_interval = d.msg.expires_at.map(|at| {
+                at.saturating_duration_since(Instant::now())
+                    .as_secs()
+                    .max(1) as u32
+            });
+            (p != PublishProperties::default()).then_some(p)
+        } else {
+            None
+        };
+        Packet::Publish(Publish {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic: Bytes::from(d.msg.topic.clone()),
+            pkid,
+            payload: d.msg.payload.clone(),
+            properties,
+        })
+    }
+
+    /// Handles one packet; `Some` ends the connection.
+    async fn handle(&mut self, packet: Packet) -> Result<Option<End>, ConnError> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p).await?,
+            Packet::PubAck(a) => {
+                self.session.complete(a.pkid);
+            }
+            Packet::PubRec(r) => {
+                self.session.received(r.pkid);
+                self.io.queue(codec::pubrel(r.pkid))?;
+            }
+            Packet::PubComp(c) => {
+                self.session.complete(c.pkid);
+            }
+            Packet::PubRel(r) => {
+                let known = self.session.lock().incoming.remove(&r.pkid);
+                self.io.queue(codec::pubcomp(r.pkid, known))?;
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s)?,
+            Packet::Unsubscribe(u) => {
+                let reasons = u
                     .filters
                     .iter()
-                    .map(|_| SubscribeReasonCode::Failure)
+                    .map(|f| {
+                        if self.state.broker.unsubscribe(&self.session, f) {
+                            UnsubAckReason::Success
+                        } else {
+                            UnsubAckReason::NoSubscriptionExisted
+                        }
+                    })
                     .collect();
-                conn.write(Packet::SubAck(SubAck::new(s.pkid, codes)))
-                    .await?;
+                self.io.queue(Packet::UnsubAck(UnsubAck {
+                    pkid: u.pkid,
+                    reasons,
+                    properties: None,
+                }))?;
             }
-            Some(Packet::Unsubscribe(u)) => {
-                conn.write(Packet::UnsubAck(UnsubAck::new(u.pkid))).await?
+            Packet::PingReq(_) => self.io.queue(Packet::PingResp(PingResp))?,
+            Packet::Disconnect(d) => {
+                if let Some(secs) = d.properties.and_then(|p| p.session_expiry_interval) {
+                    if !self.expiry.is_zero() {
+                        self.expiry = Duration::from_secs(u64::from(secs))
+                            .min(self.state.broker.limits().max_session_expiry);
+                    }
+                }
+                return Ok(Some(End::Disconnect(
+                    d.reason_code == DisconnectReasonCode::DisconnectWithWillMessage,
+                )));
             }
-            Some(other) => return Err(ConnError::Protocol(format!("unexpected {other:?}"))),
+            other => {
+                self.disconnect(DisconnectReasonCode::ProtocolError, "unexpected packet")
+                    .await;
+                return Err(ConnError::Protocol(format!("unexpected {other:?}")));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn on_publish(&mut self, p: Publish) -> Result<(), ConnError> {
+        let topic = self.resolve_topic(&p).await?;
+        if p.qos == QoS::ExactlyOnce {
+            let max = usize::from(self.state.broker.limits().max_inflight);
+            let (seen, full) = {
+                let mut st = self.session.lock();
+                let seen = st.incoming.contains(&p.pkid);
+                let full = !seen && st.incoming.len() >= max;
+                if !seen && !full {
+                    st.incoming.insert(p.pkid);
+                }
+                (seen, full)
+            };
+            if seen {
+                // A resend of a QoS 2 publish already handled: acknowledge again, once.
+                self.io.queue(codec::pubrec(p.pkid, PubRecReason::Success))?;
+                return Ok(());
+            }
+            if full {
+                self.disconnect(
+                    DisconnectReasonCode::ReceiveMaximumExceeded,
+                    "too many QoS 2 publishes in flight",
+                )
+                .await;
+                return Err(ConnError::Protocol("receive maximum exceeded".into()));
+            }
+        }
+        let outcome = match &self.peer {
+            Peer::Device(d, _) => device::publish(&self.state, d, &self.session, &topic, &p.payload)
+                .await
+                .map(|()| PubAckReason::Success),
+            Peer::Client(principal, _) => self.client_publish(principal, topic, &p),
+        };
+        let (code, text) = match outcome {
+            Ok(matched) => (matched, None),
+            Err(refusal) => {
+                if p.qos == QoS::ExactlyOnce {
+                    self.session.lock().incoming.remove(&p.pkid);
+                }
+                // MQTT 3.1.1 has no negative acknowledgement, and QoS 0 none at all:
+                // closing is the only way to tell the client.
+                if !self.v5 || p.qos == QoS::AtMostOnce {
+                    let code = match refusal.code {
+                        PubAckReason::NotAuthorized => DisconnectReasonCode::NotAuthorized,
+                        PubAckReason::TopicNameInvalid => DisconnectReasonCode::TopicNameInvalid,
+                        PubAckReason::PayloadFormatInvalid => {
+                            DisconnectReasonCode::PayloadFormatInvalid
+                        }
+                        _ => DisconnectReasonCode::ImplementationSpecificError,
+                    };
+                    self.disconnect(code, &refusal.detail).await;
+                    return Err(ConnError::Rejected(refusal.detail));
+                }
+                (refusal.code, Some(refusal.detail))
+            }
+        };
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.io.queue(codec::puback(p.pkid, code, text))?,
+            QoS::ExactlyOnce => self.io.queue(codec::pubrec(p.pkid, rec_reason(code)))?,
+        }
+        Ok(())
+    }
+
+    /// The topic of a publish, through MQTT 5 topic aliases.
+    async fn resolve_topic(&mut self, p: &Publish) -> Result<String, ConnError> {
+        let Ok(named) = std::str::from_utf8(&p.topic) else {
+            return Err(ConnError::Protocol("topic is not UTF-8".into()));
+        };
+        let alias = p.properties.as_ref().and_then(|pr| pr.topic_alias);
+        match alias {
+            None if !named.is_empty() => Ok(named.to_string()),
+            Some(a) if a == 0 || a > TOPIC_ALIAS_MAX => {
+                self.disconnect(DisconnectReasonCode::TopicAliasInvalid, "topic alias out of range")
+                    .await;
+                Err(ConnError::Protocol("topic alias out of range".into()))
+            }
+            Some(a) if !named.is_empty() => {
+                self.aliases.insert(a, named.to_string());
+                Ok(named.to_string())
+            }
+            Some(a) => match self.aliases.get(&a) {
+                Some(t) => Ok(t.clone()),
+                None => {
+                    self.disconnect(DisconnectReasonCode::ProtocolError, "unknown topic alias")
+                        .await;
+                    Err(ConnError::Protocol("unknown topic alias".into()))
+                }
+            },
+            None => {
+                self.disconnect(DisconnectReasonCode::TopicNameInvalid, "empty topic")
+                    .await;
+                Err(ConnError::Protocol("empty topic".into()))
+            }
+        }
+    }
+
+    /// A broker client's publish: routed within its tenant.
+    fn client_publish(
+        &self,
+        principal: &Principal,
+        topic: String,
+        p: &Publish,
+    ) -> Result<PubAckReason, Refusal> {
+        if principal.require(Action::Write).is_err() {
+            return Err(Refusal::new(
+                PubAckReason::NotAuthorized,
+                "forbidden",
+                "this key may only subscribe (read scope)".into(),
+            ));
+        }
+        if !topic::valid_name(&topic) || topic.starts_with('$') {
+            return Err(Refusal::new(
+                PubAckReason::TopicNameInvalid,
+                "topic",
+                format!("clients may not publish to {topic:?}"),
+            ));
+        }
+        let mut props = p.properties.clone();
+        let mut expires_at = None;
+        if let Some(pr) = props.as_mut() {
+            pr.topic_alias = None;
+            pr.subscription_identifiers.clear();
+            expires_at = pr
+                .message_expiry_interval
+                .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+        }
+        let matched = self.state.broker.publish(
+            self.session.space,
+            Message {
+                topic,
+                payload: p.payload.clone(),
+                qos: p.qos,
+                retain: p.retain,
+                props,
+                expires_at,
+                origin: self.session.serial,
+            },
+        );
+        Ok(if matched == 0 {
+            PubAckReason::NoMatchingSubscribers
+        } else {
+            PubAckReason::Success
+        })
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), ConnError> {
+        let id = s.properties.as_ref().and_then(|p| p.id);
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for f in &s.filters {
+            let code = self.subscribe_one(f, id, &mut retained);
+            codes.push(code);
+        }
+        self.io.queue(Packet::SubAck(SubAck {
+            pkid: s.pkid,
+            return_codes: codes,
+            properties: None,
+        }))?;
+        // Retained messages follow the SUBACK, with the retain flag set.
+        for (msg, qos, ids) in retained {
+            let qos = min_qos(msg.qos, qos);
+            self.state.broker.enqueue(
+                &self.session,
+                Delivery {
+                    msg,
+                    qos,
+                    retain: true,
+                    ids,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn subscribe_one(
+        &self,
+        f: &Filter,
+        id: Option<usize>,
+        retained: &mut Vec<(Arc<Message>, QoS, Vec<usize>)>,
+    ) -> SubscribeReasonCode {
+        if !topic::valid_filter(&f.path) {
+            return SubscribeReasonCode::TopicFilterInvalid;
+        }
+        match &self.peer {
+            Peer::Device(..) if !f.path.starts_with(device::PREFIX) => {
+                return SubscribeReasonCode::NotAuthorized
+            }
+            Peer::Device(..) => {}
+            Peer::Client(p, _) => {
+                if p.require(Action::Read).is_err() {
+                    return SubscribeReasonCode::NotAuthorized;
+                }
+                if f.path.starts_with("$share/") {
+                    return SubscribeReasonCode::SharedSubscriptionsNotSupported;
+                }
+            }
+        }
+        let opts = SubOptions {
+            qos: f.qos,
+            no_local: f.nolocal,
+            retain_as_published: f.preserve_retain,
+            ids: id.into_iter().collect(),
+        };
+        match self.state.broker.subscribe(
+            &self.session,
+            &f.path,
+            opts,
+            f.retain_forward_rule.clone(),
+        ) {
+            Ok(msgs) => {
+                let ids: Vec<usize> = id.into_iter().collect();
+                retained.extend(msgs.into_iter().map(|m| (m, f.qos, ids.clone())));
+                SubscribeReasonCode::Success(f.qos)
+            }
+            Err(SubscribeError::Quota) => SubscribeReasonCode::QuotaExceeded,
         }
     }
 }
 
-fn rejected(reason: &'static str, detail: String) -> ConnError {
-    metrics::counter!("tributary_batches_rejected_total", "reason" => reason).increment(1);
-    ConnError::Rejected(detail)
-}
-
-/// Parses, validates and durably logs a telemetry payload (then the caller PUBACKs).
-async fn telemetry(state: &MqttState, device: &Device, payload: &[u8]) -> Result<(), ConnError> {
-    let points = parse_telemetry(payload, now_ns(), &state.config.parse_limits).map_err(|e| {
-        let reason = if matches!(e, tributary_model::ParseError::Json(_)) {
-            "malformed"
-        } else {
-            "invalid"
-        };
-        rejected(reason, e.to_string())
-    })?;
-    match state.profiles.check(&state.meta, device, &points).await {
-        Ok(Ok(())) => {}
-        Ok(Err(v)) => return Err(rejected("profile", v.to_string())),
-        Err(e) => return Err(rejected("unavailable", e.to_string())),
+fn rec_reason(code: PubAckReason) -> PubRecReason {
+    match code {
+        PubAckReason::Success => PubRecReason::Success,
+        PubAckReason::NoMatchingSubscribers => PubRecReason::NoMatchingSubscribers,
+        PubAckReason::NotAuthorized => PubRecReason::NotAuthorized,
+        PubAckReason::TopicNameInvalid => PubRecReason::TopicNameInvalid,
+        PubAckReason::PayloadFormatInvalid => PubRecReason::PayloadFormatInvalid,
+        PubAckReason::QuotaExceeded => PubRecReason::QuotaExceeded,
+        _ => PubRecReason::ImplementationSpecificError,
     }
-    state
-        .pipeline
-        .append(Batch {
-            tenant: device.tenant,
-            device: device.id,
-            points,
-        })
-        .await
-        .map_err(|e| rejected("unavailable", format!("telemetry not stored: {e}")))?;
-    Ok(())
-}
-
-/// Stores client attributes.
-async fn attributes(state: &MqttState, device: &Device, payload: &[u8]) -> Result<(), ConnError> {
-    let values: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(payload).map_err(|e| {
-            rejected(
-                "malformed",
-                format!("attributes must be a JSON object: {e}"),
-            )
-        })?;
-    if values.is_empty() || values.values().any(serde_json::Value::is_null) {
-        return Err(rejected(
-            "invalid",
-            "attributes must be a non-empty object without nulls".into(),
-        ));
-    }
-    state
-        .meta
-        .set_attributes(device.tenant, device.id, AttributeScope::Client, &values)
-        .await
-        .map_err(|e| rejected("unavailable", e.to_string()))?;
-    Ok(())
 }

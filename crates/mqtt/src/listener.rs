@@ -1,27 +1,35 @@
-//! Accepting MQTT connections, within a limit, until shutdown.
+//! Accepting MQTT connections (plain TCP or TLS), within a limit, until shutdown.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 use tributary_auth::Authenticator;
 use tributary_model::ParseLimits;
 use tributary_pipeline::Pipeline;
 use tributary_store::meta::ProfileCache;
 use tributary_store::MetaStore;
 
+use crate::broker::Broker;
 use crate::connection;
 
 /// Limits of the listener; all come from the server configuration.
 #[derive(Clone, Debug)]
 pub struct MqttConfig {
-    /// Most concurrent connections.
+    /// Most concurrent connections (TCP, TLS and WebSocket together).
     pub max_connections: usize,
     /// Largest packet accepted (bytes); a larger one closes the connection.
     pub max_packet_bytes: usize,
     /// How long a client may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// How often a connection's credential is checked again.
+    pub auth_recheck: Duration,
     /// Limits on device payloads (as for HTTP).
     pub parse_limits: ParseLimits,
 }
@@ -37,13 +45,46 @@ pub struct MqttState {
     pub meta: MetaStore,
     /// Profile schemas for validation.
     pub profiles: Arc<ProfileCache>,
+    /// Sessions, subscriptions, retained messages, RPC calls.
+    pub broker: Arc<Broker>,
+    /// Connection slots shared by every transport.
+    pub slots: Arc<Semaphore>,
     /// Limits.
     pub config: Arc<MqttConfig>,
 }
 
-/// Accepts connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: MqttState, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("MQTT TLS: {0}")]
+pub struct TlsError(String);
+
+/// A TLS acceptor from PEM certificate-chain and private-key files.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| TlsError(format!("reading certificates from {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!("no certificate in {}", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError(format!("reading the private key from {}: {e}", key.display())))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts connections until `shutdown` turns true; with `tls`, each is a TLS session.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: MqttState,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -57,22 +98,43 @@ pub async fn serve(listener: TcpListener, state: MqttState, mut shutdown: watch:
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Some(permit) = slot(&state) else {
             tracing::warn!(%peer, "MQTT connection refused: connection limit reached");
-            drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (state, shutdown) = (state.clone(), shutdown.clone());
+        let (state, shutdown, tls) = (state.clone(), shutdown.clone(), tls.clone());
         tokio::spawn(async move {
-            serve_stream(stream, state, shutdown).await;
+            serve_accepted(stream, tls, state, shutdown).await;
             tracing::debug!(%peer, "MQTT connection ended");
             drop(permit);
         });
     }
 }
 
-/// Serves one MQTT connection over any byte stream (TCP, or WebSocket frames).
+async fn serve_accepted(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    state: MqttState,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(tls) = tls else {
+        return serve_stream(stream, state, shutdown).await;
+    };
+    let handshake = tokio::time::timeout(state.config.connect_timeout, tls.accept(stream)).await;
+    match handshake {
+        Ok(Ok(stream)) => serve_stream(stream, state, shutdown).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "MQTT TLS handshake failed"),
+        Err(_) => tracing::debug!("MQTT TLS handshake timed out"),
+    }
+}
+
+/// A connection slot, if one is free.
+pub fn slot(state: &MqttState) -> Option<OwnedSemaphorePermit> {
+    state.slots.clone().try_acquire_owned().ok()
+}
+
+/// Serves one MQTT connection over any byte stream (TCP, TLS, or WebSocket frames).
 pub async fn serve_stream<S>(stream: S, state: MqttState, shutdown: watch::Receiver<bool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -82,4 +144,15 @@ where
         tracing::debug!(error = %e, "MQTT connection closed");
     }
     metrics::gauge!("tributary_mqtt_connections").decrement(1.0);
+}
+
+/// Ends expired sessions and retained messages every few seconds until shutdown.
+pub async fn sweep(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = every.tick() => broker.sweep(),
+            _ = shutdown.wait_for(|down| *down) => return,
+        }
+    }
 }

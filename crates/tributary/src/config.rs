@@ -137,6 +137,24 @@ pub struct Config {
     pub mqtt_max_packet_bytes: usize,
     /// Seconds an MQTT client may take to send CONNECT.
     pub mqtt_connect_timeout_secs: u64,
+    /// MQTT over TLS listen address (unset: no TLS listener).
+    pub mqtt_tls_listen: Option<String>,
+    /// PEM certificate chain for the MQTT TLS listener.
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// PEM private key for the MQTT TLS listener.
+    pub mqtt_tls_key: Option<PathBuf>,
+    /// Seconds between re-checks of an MQTT connection's credential.
+    pub mqtt_auth_recheck_secs: u64,
+    /// QoS 1/2 messages in flight per MQTT connection, each way (receive maximum).
+    pub mqtt_max_inflight: u16,
+    /// Messages queued per MQTT session; beyond it new ones are dropped.
+    pub mqtt_max_queued_messages: usize,
+    /// Subscriptions per MQTT session.
+    pub mqtt_max_subscriptions: usize,
+    /// Retained MQTT messages per tenant.
+    pub mqtt_max_retained_per_tenant: usize,
+    /// Longest a disconnected persistent MQTT session is kept (seconds).
+    pub mqtt_max_session_expiry_secs: u64,
 
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
@@ -184,6 +202,15 @@ impl Default for Config {
             mqtt_max_connections: 100_000,
             mqtt_max_packet_bytes: 1024 * 1024,
             mqtt_connect_timeout_secs: 10,
+            mqtt_tls_listen: None,
+            mqtt_tls_cert: None,
+            mqtt_tls_key: None,
+            mqtt_auth_recheck_secs: 15,
+            mqtt_max_inflight: 64,
+            mqtt_max_queued_messages: 1000,
+            mqtt_max_subscriptions: 100,
+            mqtt_max_retained_per_tenant: 10_000,
+            mqtt_max_session_expiry_secs: 24 * 3600,
             shutdown_grace_secs: 10,
         }
     }
@@ -196,6 +223,9 @@ const STRING_KEYS: &[&str] = &[
     "data_dir",
     "http_listen",
     "mqtt_listen",
+    "mqtt_tls_listen",
+    "mqtt_tls_cert",
+    "mqtt_tls_key",
     "log",
     "admin_email",
     "admin_password",
@@ -260,6 +290,12 @@ impl Config {
             self.wal_segment_bytes >= 4096,
             "wal_segment_bytes must be at least 4096"
         );
+        anyhow::ensure!(
+            self.mqtt_tls_listen.is_none()
+                || (self.mqtt_tls_cert.is_some() && self.mqtt_tls_key.is_some()),
+            "mqtt_tls_listen needs mqtt_tls_cert and mqtt_tls_key"
+        );
+        anyhow::ensure!(self.mqtt_max_inflight > 0, "mqtt_max_inflight must be positive");
         if let Some(s) = &self.jwt_secret {
             anyhow::ensure!(s.len() >= 32, "jwt_secret must be at least 32 characters");
         }

@@ -69,6 +69,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_clients_per_tenant: config.live_max_clients_per_tenant,
         replay_bytes: config.live_replay_bytes,
     });
+    let broker = tributary_mqtt::Broker::new(tributary_mqtt::BrokerLimits {
+        max_queued: config.mqtt_max_queued_messages,
+        max_inflight: config.mqtt_max_inflight,
+        max_subscriptions: config.mqtt_max_subscriptions,
+        max_retained: config.mqtt_max_retained_per_tenant,
+        max_session_expiry: Duration::from_secs(config.mqtt_max_session_expiry_secs),
+    });
     let pipeline = Pipeline::start(
         PipelineConfig {
             dir: config.data_dir.join("wal"),
@@ -78,7 +85,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             sink_queue_groups: config.sink_queue_groups,
         },
         Arc::new(SeriesSink(series.clone())),
-        vec![hub.clone() as Arc<dyn Listener>],
+        vec![
+            hub.clone() as Arc<dyn Listener>,
+            Arc::new(tributary_mqtt::TelemetryFeed(broker.clone())),
+        ],
     )
     .await
     .context("starting the pipeline")?;
@@ -113,10 +123,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         pipeline: pipeline.clone(),
         meta: meta.clone(),
         profiles: profiles.clone(),
+        broker: broker.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            config.mqtt_max_connections.max(1),
+        )),
         config: Arc::new(tributary_mqtt::MqttConfig {
             max_connections: config.mqtt_max_connections,
             max_packet_bytes: config.mqtt_max_packet_bytes,
             connect_timeout: Duration::from_secs(config.mqtt_connect_timeout_secs.max(1)),
+            auth_recheck: Duration::from_secs(config.mqtt_auth_recheck_secs.max(1)),
             parse_limits: parse_limits.clone(),
         }),
     };
@@ -157,10 +172,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mqtt_addr = mqtt_listener.local_addr()?;
     let mqtt_task = tokio::spawn(tributary_mqtt::serve(
         mqtt_listener,
-        mqtt_state,
+        None,
+        mqtt_state.clone(),
         shutdown_rx.clone(),
     ));
     tracing::info!(addr = %mqtt_addr, "mqtt listening");
+    if let (Some(addr), Some(cert), Some(key)) = (
+        &config.mqtt_tls_listen,
+        &config.mqtt_tls_cert,
+        &config.mqtt_tls_key,
+    ) {
+        let acceptor = tributary_mqtt::tls_acceptor(cert, key)?;
+        let tls_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding MQTT TLS listener on {addr}"))?;
+        let tls_addr = tls_listener.local_addr()?;
+        tokio::spawn(tributary_mqtt::serve(
+            tls_listener,
+            Some(acceptor),
+            mqtt_state.clone(),
+            shutdown_rx.clone(),
+        ));
+        tracing::info!(addr = %tls_addr, "mqtt tls listening");
+    }
+    tokio::spawn(tributary_mqtt::sweep(broker, shutdown_rx.clone()));
 
     let listener = tokio::net::TcpListener::bind(&config.http_listen)
         .await

@@ -180,6 +180,9 @@ pub async fn set(
         .await?;
     s.hub
         .publish_attributes(p.tenant, device.id, scope.as_str(), &values);
+    if let (AttributeScope::Shared, Some(mqtt)) = (scope, &s.mqtt) {
+        mqtt.broker.push_shared_attributes(device.id, &values);
+    }
     let keys: Vec<&String> = values.keys().collect();
     s.audit(
         p,
@@ -225,6 +228,9 @@ pub async fn delete(
         .collect();
     s.hub
         .publish_attributes(p.tenant, device.id, scope.as_str(), &removed);
+    if let (AttributeScope::Shared, Some(mqtt)) = (scope, &s.mqtt) {
+        mqtt.broker.push_shared_attributes(device.id, &removed);
+    }
     s.audit(
         p,
         &ip,

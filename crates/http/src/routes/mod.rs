@@ -11,6 +11,7 @@ mod groups;
 mod members;
 mod ops;
 mod profiles;
+mod rpc;
 mod telemetry;
 mod tenants;
 
@@ -102,6 +103,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get, devices::update, devices::delete))
         .routes(routes!(devices::rotate_token))
         .routes(routes!(devices::set_mqtt, devices::delete_mqtt))
+        .routes(routes!(rpc::call))
         .routes(routes!(attributes::get))
         .routes(routes!(attributes::set, attributes::delete))
         .routes(routes!(telemetry::history))

@@ -1,0 +1,382 @@
+//! The broker: sessions by namespace and client id, each namespace's
+//! subscriptions and retained messages, and routing of publishes to sessions.
+//! State is in memory; sessions and retained messages do not survive a restart.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::RetainForwardRule;
+use rumqttc::v5::mqttbytes::QoS;
+
+use crate::router::Router;
+use crate::rpc::Calls;
+use crate::session::{Delivery, Message, Session, Space, SubOptions};
+use crate::topic;
+
+/// Limits of the broker; all come from the server configuration.
+#[derive(Clone, Debug)]
+pub struct BrokerLimits {
+    /// Messages queued per session (beyond it new ones are dropped and counted).
+    pub max_queued: usize,
+    /// QoS 1/2 messages in flight per connection, each way.
+    pub max_inflight: u16,
+    /// Subscriptions per session.
+    pub max_subscriptions: usize,
+    /// Retained messages per tenant.
+    pub max_retained: usize,
+    /// Longest a detached persistent session is kept.
+    pub max_session_expiry: Duration,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The session has as many subscriptions as allowed.
+    #[error("subscription limit reached")]
+    Quota,
+}
+
+#[derive(Default)]
+struct SpaceState {
+    router: Router,
+    retained: HashMap<String, Arc<Message>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<(Space, String), Arc<Session>>,
+    spaces: HashMap<Space, SpaceState>,
+}
+
+/// Sessions, subscriptions and retained messages of every namespace.
+pub struct Broker {
+    limits: BrokerLimits,
+    inner: Mutex<Inner>,
+    serials: AtomicU64,
+    /// Server-side RPC calls waiting for their device's answer.
+    pub calls: Calls,
+}
+
+impl Broker {
+    /// An empty broker.
+    pub fn new(limits: BrokerLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            inner: Mutex::default(),
+            serials: AtomicU64::new(1),
+            calls: Calls::default(),
+        })
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &BrokerLimits {
+        &self.limits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A number no other session or connection has.
+    pub fn next_serial(&self) -> u64 {
+        self.serials.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The session for `client_id` in `space`: the existing one (whose
+    /// connection, if any, is told to leave) unless `clean` asks for a new one.
+    /// Returns the session and whether it existed before.
+    pub fn open(&self, space: Space, client_id: &str, clean: bool) -> (Arc<Session>, bool) {
+        let mut inner = self.lock();
+        let key = (space, client_id.to_string());
+        if let Some(old) = inner.sessions.get(&key).cloned() {
+            old.kick();
+            if !clean {
+                return (old, true);
+            }
+            drop_session(&mut inner, &old);
+        }
+        let session = Session::new(self.next_serial(), space, client_id.to_string());
+        inner.sessions.insert(key, session.clone());
+        metrics::gauge!("tributary_mqtt_sessions").set(inner.sessions.len() as f64);
+        (session, false)
+    }
+
+    /// Ends `session` now: its subscriptions go, queued messages are dropped.
+    pub fn discard(&self, session: &Arc<Session>) {
+        let mut inner = self.lock();
+        drop_session(&mut inner, session);
+        metrics::gauge!("tributary_mqtt_sessions").set(inner.sessions.len() as f64);
+    }
+
+    /// Subscribes `session` to a valid `filter`; returns the retained messages
+    /// to send now, as the retain handling option asks.
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        opts: SubOptions,
+        retain_rule: RetainForwardRule,
+    ) -> Result<Vec<Arc<Message>>, SubscribeError> {
+        let mut inner = self.lock();
+        let existed = {
+            let mut st = session.lock();
+            let existed = st.subs.contains_key(filter);
+            if !existed && st.subs.len() >= self.limits.max_subscriptions {
+                return Err(SubscribeError::Quota);
+            }
+            st.subs.insert(filter.to_string(), opts.clone());
+            existed
+        };
+        let space = inner.spaces.entry(session.space).or_default();
+        space.router.insert(filter, session, opts);
+        let send = match retain_rule {
+            RetainForwardRule::OnEverySubscribe => true,
+            RetainForwardRule::OnNewSubscribe => !existed,
+            RetainForwardRule::Never => false,
+        };
+        if !send {
+            return Ok(Vec::new());
+        }
+        let now = Instant::now();
+        Ok(space
+            .retained
+            .values()
+            .filter(|m| !m.expired(now) && topic::matches(filter, &m.topic))
+            .cloned()
+            .collect())
+    }
+
+    /// Removes `session`'s subscription to `filter`; true if it had one.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        let mut inner = self.lock();
+        session.lock().subs.remove(filter);
+        inner
+            .spaces
+            .get_mut(&session.space)
+            .is_some_and(|s| s.router.remove(filter, session.serial))
+    }
+
+    /// Routes a message to every matching session in `space` (and keeps or
+    /// clears it as retained); returns how many sessions it matched.
+    pub fn publish(&self, space: Space, msg: Message) -> usize {
+        let msg = Arc::new(msg);
+        let matched = {
+            let mut inner = self.lock();
+            let state = inner.spaces.entry(space).or_default();
+            if msg.retain {
+                if msg.payload.is_empty() {
+                    state.retained.remove(&msg.topic);
+                } else if state.retained.len() < self.limits.max_retained
+                    || state.retained.contains_key(&msg.topic)
+                {
+                    state.retained.insert(msg.topic.clone(), msg.clone());
+                } else {
+                    metrics::counter!("tributary_mqtt_retained_refused_total").increment(1);
+                    tracing::warn!(topic = %msg.topic, "retained message limit reached; not retained");
+                }
+            }
+            state.router.matches(&msg.topic)
+        };
+        let mut delivered = 0;
+        for (session, opts) in &matched {
+            if opts.no_local && session.serial == msg.origin {
+                continue;
+            }
+            delivered += 1;
+            self.enqueue(
+                session,
+                Delivery {
+                    msg: msg.clone(),
+                    qos: min_qos(msg.qos, opts.qos),
+                    retain: msg.retain && opts.retain_as_published,
+                    ids: opts.ids(),
+                },
+            );
+        }
+        metrics::counter!("tributary_mqtt_messages_routed_total").increment(delivered as u64);
+        delivered
+    }
+
+    /// Whether anything in `space` is subscribed to `topic`.
+    pub fn has_subscribers(&self, space: Space, topic: &str) -> bool {
+        self.lock()
+            .spaces
+            .get(&space)
+            .is_some_and(|s| s.router.len() > 0 && !s.router.matches(topic).is_empty())
+    }
+
+    /// Sends `msg` to `session` alone, if one of its subscriptions matches.
+    pub fn deliver_to(&self, session: &Arc<Session>, msg: Message) -> bool {
+        let qos = {
+            let st = session.lock();
+            st.subs
+                .iter()
+                .filter(|(f, _)| topic::matches(f, &msg.topic))
+                .map(|(_, o)| o.qos)
+                .reduce(|a, b| if b > a { b } else { a })
+        };
+        let Some(qos) = qos else { return false };
+        self.enqueue(
+            session,
+            Delivery {
+                qos: min_qos(msg.qos, qos),
+                msg: Arc::new(msg),
+                retain: false,
+                ids: Vec::new(),
+            },
+        )
+    }
+
+    /// Queues a delivery on `session`, counting it when the queue is full.
+    pub fn enqueue(&self, session: &Session, delivery: Delivery) -> bool {
+        let ok = session.enqueue(delivery, self.limits.max_queued);
+        if !ok && session.attached() {
+            metrics::counter!("tributary_mqtt_messages_dropped_total").increment(1);
+        }
+        ok
+    }
+
+    /// Ends detached sessions past their expiry and drops expired retained messages.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let expired: Vec<Arc<Session>> = inner
+            .sessions
+            .values()
+            .filter(|s| {
+                let st = s.lock();
+                st.detached_at
+                    .is_some_and(|at| now.duration_since(at) >= st.expiry)
+            })
+            .cloned()
+            .collect();
+        for s in &expired {
+            drop_session(&mut inner, s);
+        }
+        for space in inner.spaces.values_mut() {
+            space.retained.retain(|_, m| !m.expired(now));
+        }
+        inner
+            .spaces
+            .retain(|_, s| s.router.len() > 0 || !s.retained.is_empty());
+        metrics::gauge!("tributary_mqtt_sessions").set(inner.sessions.len() as f64);
+    }
+
+    /// Sessions currently known (attached or persistent).
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+}
+
+fn drop_session(inner: &mut Inner, session: &Arc<Session>) {
+    let key = (session.space, session.client_id.clone());
+    if inner
+        .sessions
+        .get(&key)
+        .is_some_and(|s| Arc::ptr_eq(s, session))
+    {
+        inner.sessions.remove(&key);
+    }
+    let filters: Vec<String> = session.lock().subs.drain().map(|(f, _)| f).collect();
+    if let Some(space) = inner.spaces.get_mut(&session.space) {
+        for f in filters {
+            space.router.remove(&f, session.serial);
+        }
+    }
+}
+
+/// The lower of two QoS levels.
+pub fn min_qos(a: QoS, b: QoS) -> QoS {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_model::TenantId;
+
+    fn broker() -> Arc<Broker> {
+        Broker::new(BrokerLimits {
+            max_queued: 10,
+            max_inflight: 10,
+            max_subscriptions: 2,
+            max_retained: 1,
+            max_session_expiry: Duration::from_secs(60),
+        })
+    }
+
+    fn msg(topic: &str, retain: bool) -> Message {
+        Message {
+            retain,
+            ..Message::server(topic.into(), "v", QoS::AtLeastOnce)
+        }
+    }
+
+    fn sub(qos: QoS) -> SubOptions {
+        SubOptions {
+            qos,
+            ..SubOptions::default()
+        }
+    }
+
+    #[test]
+    fn tenants_are_isolated_and_retained_is_bounded() {
+        let b = broker();
+        let (t1, t2) = (Space::Tenant(TenantId::new()), Space::Tenant(TenantId::new()));
+        let (s1, _) = b.open(t1, "c", true);
+        let _k = s1.attach(1, Duration::ZERO);
+        b.subscribe(&s1, "#", sub(QoS::AtLeastOnce), RetainForwardRule::OnEverySubscribe)
+            .unwrap();
+        assert_eq!(b.publish(t2, msg("a", true)), 0, "another tenant's publish");
+        assert_eq!(b.publish(t1, msg("a", false)), 1);
+        assert_eq!(b.publish(t1, msg("r1", true)), 1);
+        b.publish(t1, msg("r2", true));
+        let (s2, _) = b.open(t1, "d", true);
+        let retained = b
+            .subscribe(&s2, "+", sub(QoS::AtMostOnce), RetainForwardRule::OnEverySubscribe)
+            .unwrap();
+        let topics: Vec<&str> = retained.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(topics, vec!["r1"], "one retained message per tenant allowed");
+        assert_eq!(
+            b.subscribe(&s2, "x", sub(QoS::AtMostOnce), RetainForwardRule::Never)
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            b.subscribe(&s2, "y", sub(QoS::AtMostOnce), RetainForwardRule::Never)
+                .err(),
+            Some(SubscribeError::Quota)
+        );
+    }
+
+    #[test]
+    fn persistent_sessions_survive_reopen_and_clean_ones_do_not() {
+        let b = broker();
+        let t = Space::Tenant(TenantId::new());
+        let (s, present) = b.open(t, "c", false);
+        assert!(!present);
+        let _k = s.attach(1, Duration::from_secs(60));
+        b.subscribe(&s, "a", sub(QoS::AtLeastOnce), RetainForwardRule::Never)
+            .unwrap();
+        assert!(s.detach(1, Duration::from_secs(60)));
+        assert_eq!(b.publish(t, msg("a", false)), 1, "queued for the offline session");
+        let (again, present) = b.open(t, "c", false);
+        assert!(present && Arc::ptr_eq(&s, &again));
+        assert_eq!(again.backlog().0, 1);
+        let (fresh, present) = b.open(t, "c", true);
+        assert!(!present && !Arc::ptr_eq(&s, &fresh));
+        assert_eq!(b.publish(t, msg("a", false)), 0, "old subscriptions are gone");
+        // A detached session with zero expiry is swept.
+        let _k = fresh.attach(2, Duration::ZERO);
+        fresh.detach(2, Duration::ZERO);
+        b.sweep();
+        assert_eq!(b.session_count(), 0);
+    }
+}

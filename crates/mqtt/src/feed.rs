@@ -1,0 +1,44 @@
+//! Device telemetry into each tenant's broker: every committed batch is
+//! published on `$devices/{device id}/telemetry` for the tenant's clients
+//! that subscribed to it (a `$` topic, so `#` alone does not match it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rumqttc::v5::mqttbytes::QoS;
+use tributary_pipeline::{Committed, Listener};
+
+use crate::broker::Broker;
+use crate::session::{Message, Space};
+
+/// The pipeline listener that feeds telemetry to broker subscribers.
+pub struct TelemetryFeed(pub Arc<Broker>);
+
+impl Listener for TelemetryFeed {
+    fn on_commit(&self, entries: &[Arc<Committed>]) {
+        for entry in entries {
+            let batch = &entry.batch;
+            let space = Space::Tenant(batch.tenant);
+            let topic = format!("$devices/{}/telemetry", batch.device);
+            if !self.0.has_subscribers(space, &topic) {
+                continue;
+            }
+            // ThingsBoard's form: [{"ts": ms, "values": {...}}, ...], one entry per timestamp.
+            let mut by_ts: BTreeMap<i64, serde_json::Map<String, serde_json::Value>> =
+                BTreeMap::new();
+            for p in &batch.points {
+                by_ts
+                    .entry(p.ts.div_euclid(1_000_000))
+                    .or_default()
+                    .insert(p.key.clone(), p.value.to_json());
+            }
+            let payload: Vec<serde_json::Value> = by_ts
+                .into_iter()
+                .map(|(ts, values)| serde_json::json!({"ts": ts, "values": values}))
+                .collect();
+            let payload = serde_json::Value::Array(payload).to_string();
+            self.0
+                .publish(space, Message::server(topic, payload, QoS::AtLeastOnce));
+        }
+    }
+}

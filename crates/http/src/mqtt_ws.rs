@@ -24,7 +24,9 @@ pub async fn mqtt_ws(
         ApiError::bad_request(format!("expected a WebSocket upgrade: {}", e.body_text()))
     })?;
     let Some(permit) = tributary_mqtt::slot(&mqtt) else {
-        return Err(ApiError::unavailable("the MQTT connection limit is reached"));
+        return Err(ApiError::unavailable(
+            "the MQTT connection limit is reached",
+        ));
     };
     let shutdown = s.shutdown.clone();
     let max = mqtt.config.max_packet_bytes + 16;

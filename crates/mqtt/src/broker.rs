@@ -328,21 +328,38 @@ mod tests {
     #[test]
     fn tenants_are_isolated_and_retained_is_bounded() {
         let b = broker();
-        let (t1, t2) = (Space::Tenant(TenantId::new()), Space::Tenant(TenantId::new()));
+        let (t1, t2) = (
+            Space::Tenant(TenantId::new()),
+            Space::Tenant(TenantId::new()),
+        );
         let (s1, _) = b.open(t1, "c", true);
         let _k = s1.attach(1, Duration::ZERO);
-        b.subscribe(&s1, "#", sub(QoS::AtLeastOnce), RetainForwardRule::OnEverySubscribe)
-            .unwrap();
+        b.subscribe(
+            &s1,
+            "#",
+            sub(QoS::AtLeastOnce),
+            RetainForwardRule::OnEverySubscribe,
+        )
+        .unwrap();
         assert_eq!(b.publish(t2, msg("a", true)), 0, "another tenant's publish");
         assert_eq!(b.publish(t1, msg("a", false)), 1);
         assert_eq!(b.publish(t1, msg("r1", true)), 1);
         b.publish(t1, msg("r2", true));
         let (s2, _) = b.open(t1, "d", true);
         let retained = b
-            .subscribe(&s2, "+", sub(QoS::AtMostOnce), RetainForwardRule::OnEverySubscribe)
+            .subscribe(
+                &s2,
+                "+",
+                sub(QoS::AtMostOnce),
+                RetainForwardRule::OnEverySubscribe,
+            )
             .unwrap();
         let topics: Vec<&str> = retained.iter().map(|m| m.topic.as_str()).collect();
-        assert_eq!(topics, vec!["r1"], "one retained message per tenant allowed");
+        assert_eq!(
+            topics,
+            vec!["r1"],
+            "one retained message per tenant allowed"
+        );
         assert_eq!(
             b.subscribe(&s2, "x", sub(QoS::AtMostOnce), RetainForwardRule::Never)
                 .unwrap()
@@ -366,13 +383,21 @@ mod tests {
         b.subscribe(&s, "a", sub(QoS::AtLeastOnce), RetainForwardRule::Never)
             .unwrap();
         assert!(s.detach(1, Duration::from_secs(60)));
-        assert_eq!(b.publish(t, msg("a", false)), 1, "queued for the offline session");
+        assert_eq!(
+            b.publish(t, msg("a", false)),
+            1,
+            "queued for the offline session"
+        );
         let (again, present) = b.open(t, "c", false);
         assert!(present && Arc::ptr_eq(&s, &again));
         assert_eq!(again.backlog().0, 1);
         let (fresh, present) = b.open(t, "c", true);
         assert!(!present && !Arc::ptr_eq(&s, &fresh));
-        assert_eq!(b.publish(t, msg("a", false)), 0, "old subscriptions are gone");
+        assert_eq!(
+            b.publish(t, msg("a", false)),
+            0,
+            "old subscriptions are gone"
+        );
         // A detached session with zero expiry is swept.
         let _k = fresh.attach(2, Duration::ZERO);
         fresh.detach(2, Duration::ZERO);

@@ -392,7 +392,10 @@ mod tests {
     #[tokio::test]
     async fn garbage_and_oversize_are_errors() {
         let (mut client, server) = duplex(1024);
-        client.write_all(&[0x10, 0x05, 0, 1, b'x', 9, 9]).await.unwrap();
+        client
+            .write_all(&[0x10, 0x05, 0, 1, b'x', 9, 9])
+            .await
+            .unwrap();
         let mut framed = Framed::new(server, 1024);
         assert!(matches!(
             framed.read_first().await,

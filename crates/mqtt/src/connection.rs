@@ -89,7 +89,11 @@ async fn authenticate(
         // ThingsBoard style: the access token is the username.
         return by_token(state, username).await;
     }
-    match state.auth.device_by_mqtt(username, password, client_id).await {
+    match state
+        .auth
+        .device_by_mqtt(username, password, client_id)
+        .await
+    {
         Ok(Some(d)) => Some(Peer::Device(d, None)),
         _ => by_token(state, username).await,
     }
@@ -133,8 +137,12 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut assigned = None;
     let client_id = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
-            io.send(connack(ConnectReturnCode::ClientIdentifierNotValid, false, None))
-                .await?;
+            io.send(connack(
+                ConnectReturnCode::ClientIdentifierNotValid,
+                false,
+                None,
+            ))
+            .await?;
             return Err(ConnError::Protocol(
                 "an empty client id needs a clean session".into(),
             ));
@@ -223,10 +231,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Err(e) => (End::Lost, Err(e)),
     };
     // The will goes out unless the client said goodbye normally.
-    let send_will = matches!(
-        end,
-        End::Lost | End::TakenOver | End::Disconnect(true)
-    );
+    let send_will = matches!(end, End::Lost | End::TakenOver | End::Disconnect(true));
     if let (true, Some(will)) = (send_will, will) {
         publish_will(&state, &conn, will);
     }
@@ -375,11 +380,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Peer::Client(_, bearer) => self.state.auth.authenticate(bearer).await.is_ok(),
             // A rotated token or a deleted device ends the connection; a store
             // error does not.
-            Peer::Device(_, Some(token)) => !matches!(self.state.auth.device(token).await, Ok(None)),
-            Peer::Device(d, None) => !matches!(
-                self.state.meta.get_device(d.tenant, d.id).await,
-                Ok(None)
-            ),
+            Peer::Device(_, Some(token)) => {
+                !matches!(self.state.auth.device(token).await, Ok(None))
+            }
+            Peer::Device(d, None) => {
+                !matches!(self.state.meta.get_device(d.tenant, d.id).await, Ok(None))
+            }
         }
     }
 
@@ -406,7 +412,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Outgoing::Release(pkid) => codec::pubrel(pkid),
             Outgoing::Publish(pkid, d, dup) => {
                 let packet = self.publish_packet(pkid, &d, dup);
-                if self.client_max_packet.is_some_and(|max| packet.size() > max) {
+                if self
+                    .client_max_packet
+                    .is_some_and(|max| packet.size() > max)
+                {
                     // MQTT 5: a message larger than the client accepts is dropped.
                     if pkid != 0 {
                         self.session.complete(pkid);
@@ -518,7 +527,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             };
             if seen {
                 // A resend of a QoS 2 publish already handled: acknowledge again, once.
-                self.io.queue(codec::pubrec(p.pkid, PubRecReason::Success))?;
+                self.io
+                    .queue(codec::pubrec(p.pkid, PubRecReason::Success))?;
                 return Ok(());
             }
             if full {
@@ -531,9 +541,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         }
         let outcome = match &self.peer {
-            Peer::Device(d, _) => device::publish(&self.state, d, &self.session, &topic, &p.payload)
-                .await
-                .map(|()| PubAckReason::Success),
+            Peer::Device(d, _) => {
+                device::publish(&self.state, d, &self.session, &topic, &p.payload)
+                    .await
+                    .map(|()| PubAckReason::Success)
+            }
             Peer::Client(principal, _) => self.client_publish(principal, topic, &p),
         };
         let (code, text) = match outcome {
@@ -576,8 +588,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         match alias {
             None if !named.is_empty() => Ok(named.to_string()),
             Some(a) if a == 0 || a > TOPIC_ALIAS_MAX => {
-                self.disconnect(DisconnectReasonCode::TopicAliasInvalid, "topic alias out of range")
-                    .await;
+                self.disconnect(
+                    DisconnectReasonCode::TopicAliasInvalid,
+                    "topic alias out of range",
+                )
+                .await;
                 Err(ConnError::Protocol("topic alias out of range".into()))
             }
             Some(a) if !named.is_empty() => {

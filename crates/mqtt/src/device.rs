@@ -164,7 +164,9 @@ async fn attribute_request(
             Refusal::new(
                 PubAckReason::PayloadFormatInvalid,
                 "malformed",
-                format!("an attribute request is {{\"clientKeys\":\"a,b\",\"sharedKeys\":\"c\"}}: {e}"),
+                format!(
+                    "an attribute request is {{\"clientKeys\":\"a,b\",\"sharedKeys\":\"c\"}}: {e}"
+                ),
             )
         })?
     };

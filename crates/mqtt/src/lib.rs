@@ -19,7 +19,9 @@ mod topic;
 
 pub use broker::{Broker, BrokerLimits};
 pub use feed::TelemetryFeed;
-pub use listener::{serve, serve_stream, slot, sweep, tls_acceptor, MqttConfig, MqttState, TlsError};
+pub use listener::{
+    serve, serve_stream, slot, sweep, tls_acceptor, MqttConfig, MqttState, TlsError,
+};
 pub use rpc::RpcError;
 
 use rumqttc::v5::mqttbytes::QoS;
@@ -55,8 +57,10 @@ impl Broker {
         let (deleted, set): (Vec<_>, Vec<_>) = values.iter().partition(|(_, v)| v.is_null());
         let space = session::Space::Device(device);
         if !set.is_empty() {
-            let body: serde_json::Map<String, serde_json::Value> =
-                set.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let body: serde_json::Map<String, serde_json::Value> = set
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             self.publish(
                 space,
                 session::Message::server(

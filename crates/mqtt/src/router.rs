@@ -35,14 +35,22 @@ impl Router {
         let mut levels = filter.split('/').peekable();
         while let Some(level) = levels.next() {
             if level == "#" && levels.peek().is_none() {
-                if node.rest.insert(session.serial, (session.clone(), opts)).is_none() {
+                if node
+                    .rest
+                    .insert(session.serial, (session.clone(), opts))
+                    .is_none()
+                {
                     self.len += 1;
                 }
                 return;
             }
             node = node.children.entry(level.to_string()).or_default();
         }
-        if node.exact.insert(session.serial, (session.clone(), opts)).is_none() {
+        if node
+            .exact
+            .insert(session.serial, (session.clone(), opts))
+            .is_none()
+        {
             self.len += 1;
         }
     }
@@ -137,7 +145,11 @@ mod tests {
     use rumqttc::v5::mqttbytes::QoS;
 
     fn session(serial: u64) -> Arc<Session> {
-        Session::new(serial, Space::Device(Default::default()), format!("c{serial}"))
+        Session::new(
+            serial,
+            Space::Device(Default::default()),
+            format!("c{serial}"),
+        )
     }
 
     fn opts(qos: QoS, id: Option<usize>) -> SubOptions {

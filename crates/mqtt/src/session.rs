@@ -197,8 +197,7 @@ impl Session {
     pub fn enqueue(&self, delivery: Delivery, max_queued: usize) -> bool {
         {
             let mut st = self.lock();
-            if st.queue.len() >= max_queued || (st.owner == 0 && delivery.qos == QoS::AtMostOnce)
-            {
+            if st.queue.len() >= max_queued || (st.owner == 0 && delivery.qos == QoS::AtMostOnce) {
                 return false;
             }
             st.queue.push_back(delivery);
@@ -379,7 +378,10 @@ mod tests {
         assert!(s.received(p1));
         let _kick2 = s.attach(2, Duration::from_secs(60));
         assert!(kick1.try_recv().is_ok(), "the old connection is kicked");
-        assert!(!s.detach(1, Duration::ZERO), "the old connection no longer owns it");
+        assert!(
+            !s.detach(1, Duration::ZERO),
+            "the old connection no longer owns it"
+        );
         let again = s.resend();
         assert!(matches!(again[0], Outgoing::Release(p) if p == p1));
         assert!(matches!(again[1], Outgoing::Publish(_, _, true)));

@@ -43,7 +43,17 @@ mod tests {
 
     #[test]
     fn filters_are_validated() {
-        for ok in ["a", "a/b", "+", "#", "a/+/c", "a/#", "+/+", "/", "$devices/+/telemetry"] {
+        for ok in [
+            "a",
+            "a/b",
+            "+",
+            "#",
+            "a/+/c",
+            "a/#",
+            "+/+",
+            "/",
+            "$devices/+/telemetry",
+        ] {
             assert!(valid_filter(ok), "{ok}");
         }
         for bad in ["", "a/#/c", "a#", "a/b+", "##", "a/\0"] {

@@ -295,7 +295,10 @@ impl Config {
                 || (self.mqtt_tls_cert.is_some() && self.mqtt_tls_key.is_some()),
             "mqtt_tls_listen needs mqtt_tls_cert and mqtt_tls_key"
         );
-        anyhow::ensure!(self.mqtt_max_inflight > 0, "mqtt_max_inflight must be positive");
+        anyhow::ensure!(
+            self.mqtt_max_inflight > 0,
+            "mqtt_max_inflight must be positive"
+        );
         if let Some(s) = &self.jwt_secret {
             anyhow::ensure!(s.len() >= 32, "jwt_secret must be at least 32 characters");
         }

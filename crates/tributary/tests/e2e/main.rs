@@ -9,6 +9,7 @@ mod live;
 mod live_feed;
 mod matrix;
 mod mqtt;
+mod mqtt_broker;
 mod operations;
 mod resources;
 mod simulate;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks in one command: bench/run.sh [all|http|live|mqtt] [seconds-per-round]
+# The benchmarks in one command: bench/run.sh [all|http|live|mqtt|mosquitto] [seconds-per-round]
 # Starts a release Tributary (and InfluxDB 1.x when installed: apt-get install influxdb)
 # on loopback with fresh data directories, runs the same load against both,
 # prints the tables for docs/benchmarks.md and keeps them in bench/results/.
@@ -82,6 +82,34 @@ if [ "$which" = all ] || [ "$which" = live ]; then
   { header
     target/release/tributary-bench live --tributary "http://$addr" --server-pid "${pids[0]}" \
       --email bench@example.com --password "$password" --seconds "$seconds"
+  } | tee "$out"
+  echo "saved to $out"
+fi
+if [ "$which" = all ] || [ "$which" = mosquitto ]; then
+  mosq_args=()
+  if command -v mosquitto >/dev/null 2>&1; then
+    mosq_port=$(free_port)
+    cat >"$work/mosquitto.conf" <<CONF
+listener $mosq_port 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 1000
+log_dest none
+CONF
+    mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+    mosq_pid=$!
+    pids+=("$mosq_pid")
+    sleep 0.5
+    mosq_args=(--mosquitto "127.0.0.1:$mosq_port" --mosquitto-pid "$mosq_pid")
+    echo "peer: $(mosquitto -h 2>/dev/null | head -1)"
+  else
+    echo "mosquitto not installed: Tributary only (apt-get install mosquitto for the peer)"
+  fi
+  out="bench/results/mqtt-mosquitto-$stamp.md"
+  { header
+    target/release/tributary-bench mqtt --tributary "http://$addr" --tributary-mqtt "$mqtt_addr" \
+      --tributary-pid "${pids[0]}" --email bench@example.com --password "$password" \
+      --seconds "$seconds" --idle "${MQTT_IDLE:-19000}" "${mosq_args[@]}"
   } | tee "$out"
   echo "saved to $out"
 fi

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{create_device, login, now_ms};
+use crate::procfs::rss_kib;
 use crate::stats::percentiles;
 
 #[derive(clap::Args)]
@@ -63,17 +64,6 @@ async fn subscribe(ws: &mut Ws, request: Value) -> anyhow::Result<()> {
         }
     }
     bail!("connection closed while subscribing")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 struct RoundResult {

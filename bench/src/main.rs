@@ -5,6 +5,8 @@
 mod api;
 mod http_ingest;
 mod live;
+mod mqtt;
+mod procfs;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,8 @@ enum Command {
     HttpIngest(http_ingest::Args),
     /// The live feed: latency at fixed rates, a stalled client, 10,000 connections.
     Live(live::Args),
+    /// MQTT against Mosquitto: throughput, latency, idle connections.
+    Mqtt(mqtt::Args),
 }
 
 #[tokio::main]
@@ -29,5 +33,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::HttpIngest(args) => http_ingest::run(args).await,
         Command::Live(args) => live::run(args).await,
+        Command::Mqtt(args) => mqtt::run(args).await,
     }
 }

@@ -41,7 +41,7 @@ pub struct MetaStore {
 impl MetaStore {
     /// Opens or creates the metadata database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let pool = crate::sqlite::open(path, 8).await?;
+        let pool = crate::sqlite::open(path, 8, 8 * 1024).await?;
         crate::sqlite::migrate(&pool, schema::STEPS).await?;
         Ok(Self { pool })
     }

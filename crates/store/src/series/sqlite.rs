@@ -58,7 +58,7 @@ pub struct SqliteSeries {
 impl SqliteSeries {
     /// Opens or creates the store at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let pool = crate::sqlite::open(path, 4).await?;
+        let pool = crate::sqlite::open(path, 4, 32 * 1024).await?;
         crate::sqlite::migrate(&pool, SCHEMA).await?;
         Ok(Self {
             pool,

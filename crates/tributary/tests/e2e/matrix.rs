@@ -96,6 +96,7 @@ const ENDPOINTS: &[(&str, &str, Rule)] = &[
         "/api/v1/devices/{id}/mqtt-credentials",
         Rule::Write,
     ),
+    ("post", "/api/v1/devices/{id}/rpc", Rule::Write),
     ("get", "/api/v1/devices/{id}/attributes", Rule::Read),
     (
         "post",
@@ -289,6 +290,10 @@ impl Fixtures {
             ("put", "/api/v1/devices/{id}/mqtt-credentials") => (
                 path.replace("{id}", &self.device),
                 Some(json!({"username": unique("mqtt"), "password": "mqtt-password-1"})),
+            ),
+            ("post", "/api/v1/devices/{id}/rpc") => (
+                path.replace("{id}", &self.device),
+                Some(json!({"method": "ping", "timeout_ms": 1})),
             ),
             ("post", "/api/v1/devices/{id}/attributes/{scope}") => (
                 format!("/api/v1/devices/{}/attributes/shared", self.device),
@@ -614,6 +619,7 @@ async fn no_credential_of_one_tenant_reaches_another() {
                 Some(json!({"username": "pwn", "password": "pwned-password"}))
             }
             "post" if p.contains("attributes") => Some(json!({"pwned": true})),
+            "post" if p.ends_with("/rpc") => Some(json!({"method": "pwn"})),
             _ => None,
         };
         let body = if m == "patch" && p.starts_with("/api/v1/devices") {

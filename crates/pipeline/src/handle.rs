@@ -76,6 +76,9 @@ impl Pipeline {
 
         let committed = Arc::new(AtomicU64::new(next_lsn - 1));
         let applied = Arc::new(AtomicU64::new(next_lsn - 1));
+        // What survives a crash: for a sink that keeps recent entries in memory,
+        // less than what it has applied. The log is trimmed only up to here.
+        let durable = Arc::new(AtomicU64::new(sink.durable_lsn().unwrap_or(next_lsn - 1)));
         let (applied_tx, applied_rx) = watch::channel(next_lsn - 1);
         let (sink_tx, sink_rx) = mpsc::channel(cfg.sink_queue_groups.max(1));
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
@@ -87,21 +90,23 @@ impl Pipeline {
                 segment_bytes: cfg.segment_bytes,
                 max_group_bytes: cfg.max_group_bytes,
                 next_lsn,
-                applied: applied.clone(),
+                durable: durable.clone(),
                 committed: committed.clone(),
                 listeners,
                 sink_tx,
             },
             rx,
         )?;
-        // Everything before the new segment is applied now.
-        if let Err(e) = wal::segment::delete_applied(&cfg.dir, next_lsn - 1, next_lsn) {
+        // Everything durable in the sink before the new segment can go.
+        let durable_now = durable.load(Ordering::Acquire);
+        if let Err(e) = wal::segment::delete_applied(&cfg.dir, durable_now, next_lsn) {
             warn!(error = %e, "cannot delete replayed write-ahead log segments");
         }
         let sink_task = tokio::spawn(run_sink(
             sink,
             sink_rx,
             applied.clone(),
+            durable,
             applied_tx,
             closing.clone(),
         ));
@@ -173,6 +178,7 @@ async fn run_sink(
     sink: Arc<dyn Sink>,
     mut rx: mpsc::Receiver<Vec<Arc<Committed>>>,
     applied: Arc<AtomicU64>,
+    durable: Arc<AtomicU64>,
     applied_tx: watch::Sender<u64>,
     closing: Arc<AtomicBool>,
 ) {
@@ -201,6 +207,7 @@ async fn run_sink(
         }
         if let Some(last) = entries.last() {
             applied.store(last.lsn, Ordering::Release);
+            durable.store(sink.durable_lsn().unwrap_or(last.lsn), Ordering::Release);
             applied_tx.send_replace(last.lsn);
         }
     }

@@ -27,6 +27,12 @@ pub trait Sink: Send + Sync + 'static {
     async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), SinkError>;
     /// The highest LSN this sink has durably applied (0 when none).
     async fn applied_lsn(&self) -> Result<u64, SinkError>;
+    /// For a sink whose `apply` is not yet durable (it keeps recent entries in
+    /// memory): the LSN up to which entries survive a crash, so the log before
+    /// it may be deleted. `None`: everything applied is durable.
+    fn durable_lsn(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A best-effort consumer told of every commit right after the fsync. It must not block.

@@ -8,6 +8,7 @@ mod sqlite;
 
 pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
 pub use meta::{ListParams, Page};
+pub use series::engine::{Engine, EngineConfig};
 pub use series::sqlite::SqliteSeries;
 pub use series::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 

@@ -38,6 +38,17 @@ pub struct ConfigArgs {
     pub log_format: Option<LogFormat>,
 }
 
+/// Which series store keeps the history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeriesStoreKind {
+    /// Tributary's own engine (head chunks, compressed blocks) in `<data_dir>/tsdb`.
+    #[default]
+    Engine,
+    /// The first store, one SQLite table in `<data_dir>/series.db`.
+    Sqlite,
+}
+
 /// How logs are written to stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -156,6 +167,13 @@ pub struct Config {
     /// Longest a disconnected persistent MQTT session is kept (seconds).
     pub mqtt_max_session_expiry_secs: u64,
 
+    /// Series store: `engine` (default) or `sqlite`.
+    pub series_store: SeriesStoreKind,
+    /// Points in the engine's in-memory head that trigger sealing a block.
+    pub tsdb_max_head_points: usize,
+    /// Longest data stays only in the engine's head (and the write-ahead log).
+    pub tsdb_seal_interval_secs: u64,
+
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -211,6 +229,9 @@ impl Default for Config {
             mqtt_max_subscriptions: 100,
             mqtt_max_retained_per_tenant: 10_000,
             mqtt_max_session_expiry_secs: 24 * 3600,
+            series_store: SeriesStoreKind::Engine,
+            tsdb_max_head_points: 1_000_000,
+            tsdb_seal_interval_secs: 60,
             shutdown_grace_secs: 10,
         }
     }

@@ -15,9 +15,9 @@ use tributary_http::{AppState, HttpConfig};
 use tributary_live::{Hub, HubConfig};
 use tributary_model::ParseLimits;
 use tributary_pipeline::{Listener, Pipeline, PipelineConfig};
-use tributary_store::{MetaStore, SeriesStore, SqliteSeries};
+use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SqliteSeries};
 
-use crate::config::Config;
+use crate::config::{Config, SeriesStoreKind};
 use crate::sinks::SeriesSink;
 use crate::{bootstrap, logging};
 
@@ -56,12 +56,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("opening metadata store")?;
     bootstrap::first_start(&meta, &config).await?;
-    let series_store = Arc::new(
-        SqliteSeries::open(&config.data_dir.join("series.db"))
+    let series: Arc<dyn SeriesStore> = match config.series_store {
+        SeriesStoreKind::Engine => Arc::new(
+            Engine::open(
+                &config.data_dir.join("tsdb"),
+                EngineConfig {
+                    max_head_points: config.tsdb_max_head_points.max(1),
+                    seal_interval: Duration::from_secs(config.tsdb_seal_interval_secs.max(1)),
+                },
+            )
             .await
-            .context("opening series store")?,
-    );
-    let series: Arc<dyn SeriesStore> = series_store.clone();
+            .context("opening the time-series engine")?,
+        ),
+        SeriesStoreKind::Sqlite => Arc::new(
+            SqliteSeries::open(&config.data_dir.join("series.db"))
+                .await
+                .context("opening series store")?,
+        ),
+    };
 
     let hub = Hub::new(HubConfig {
         client_queue: config.live_client_queue,
@@ -137,7 +149,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let state = AppState {
         meta: meta.clone(),
-        series,
+        series: series.clone(),
         pipeline: pipeline.clone(),
         hub,
         auth,
@@ -240,7 +252,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let _ = tokio::time::timeout(Duration::from_secs(2), mqtt_task).await;
     pipeline.shutdown().await;
-    series_store.close().await;
+    series.close().await;
     meta.close().await;
     drop(lock);
     tracing::info!("stopped cleanly");

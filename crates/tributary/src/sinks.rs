@@ -19,6 +19,10 @@ impl Sink for SeriesSink {
             .map_err(|e| SinkError(e.to_string()))
     }
 
+    fn durable_lsn(&self) -> Option<u64> {
+        self.0.durable_lsn()
+    }
+
     async fn applied_lsn(&self) -> Result<u64, SinkError> {
         self.0
             .applied_lsn()

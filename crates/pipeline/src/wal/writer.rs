@@ -31,7 +31,7 @@ pub(crate) struct WriterConfig {
     pub segment_bytes: u64,
     pub max_group_bytes: usize,
     pub next_lsn: u64,
-    pub applied: Arc<AtomicU64>,
+    pub durable: Arc<AtomicU64>,
     pub committed: Arc<AtomicU64>,
     pub listeners: Vec<Arc<dyn Listener>>,
     pub sink_tx: mpsc::Sender<Vec<Arc<Committed>>>,
@@ -179,8 +179,8 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
                     failed = true;
                 }
             }
-            let applied = cfg.applied.load(Ordering::Acquire);
-            if let Err(e) = delete_applied(&cfg.dir, applied, segment.first_lsn) {
+            let durable = cfg.durable.load(Ordering::Acquire);
+            if let Err(e) = delete_applied(&cfg.dir, durable, segment.first_lsn) {
                 warn!(error = %e, "cannot delete applied write-ahead log segments");
             }
         }

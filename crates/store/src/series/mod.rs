@@ -1,6 +1,7 @@
 //! The series store interface: write committed batches, query ranges,
 //! aggregates and latest values. Timestamps here are nanoseconds.
 
+pub mod engine;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -107,8 +108,14 @@ pub struct AggQuery {
 pub trait SeriesStore: Send + Sync + 'static {
     /// Stores the batches (each with its LSN, ascending) and records the last LSN as applied, atomically.
     async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError>;
-    /// The last LSN recorded by [`SeriesStore::apply`] (0 when none).
+    /// The LSN from which the log must be replayed after a restart: every
+    /// point up to it survives a crash (0 when none).
     async fn applied_lsn(&self) -> Result<u64, StoreError>;
+    /// For a store that makes applied points visible before they are durable:
+    /// the LSN up to which they are durable now. `None`: `apply` is durable.
+    fn durable_lsn(&self) -> Option<u64> {
+        None
+    }
     /// Raw samples per key in a range.
     async fn query(
         &self,
@@ -143,4 +150,6 @@ pub trait SeriesStore: Send + Sync + 'static {
     async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError>;
     /// Deletes every sample of a tenant; returns how many series went.
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError>;
+    /// Makes everything applied durable and releases the store (at shutdown).
+    async fn close(&self) {}
 }

@@ -69,11 +69,6 @@ impl SqliteSeries {
     fn cached_id(&self, key: &SeriesKey) -> Option<i64> {
         self.ids.lock().ok().and_then(|ids| ids.get(key).copied())
     }
-
-    /// Closes the database cleanly.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 fn kind_of(v: &Value) -> i64 {
@@ -195,6 +190,10 @@ impl SeriesStore for SqliteSeries {
             ids.extend(fresh);
         }
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn applied_lsn(&self) -> Result<u64, StoreError> {

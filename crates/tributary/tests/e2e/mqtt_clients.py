@@ -125,8 +125,15 @@ class Client:
         raise AssertionError(f"expected no message, got {m.topic} {m.payload!r}")
 
     def close(self):
+        """Disconnects and waits until the DISCONNECT is out and the socket closed."""
         self.c.disconnect()
+        try:
+            self.disconnects.get(timeout=5)
+        except queue.Empty:
+            raise AssertionError("disconnect did not complete")
         self.c.loop_stop()
+        # Give the server a moment to read the DISCONNECT before the next step.
+        time.sleep(0.2)
 
 
 def rest(method, path, body=None, token=None):
@@ -223,6 +230,8 @@ def sessions():
     for i in range(3):
         assert pub.publish(f"jobs/{i}", f"job {i}") == SUCCESS
     pub.publish("jobs/qos0", "not kept", qos=0)
+    # A QoS 1 round trip on the same connection: the QoS 0 publish was routed before it.
+    pub.publish("sync/after-qos0", "x")
     keeper = Client("keeper", key, clean=False, expiry=300)
     assert keeper.connack[1] is True, "session present"
     got = [keeper.next().payload for _ in range(3)]

@@ -1,0 +1,292 @@
+//! Immutable block files: the compressed chunks of many series, then an
+//! index saying where each series is, its time and LSN range and its newest
+//! point. Every chunk and the index carry a CRC32; a damaged chunk is an
+//! error for that series only.
+//!
+//! Layout: `MAGIC | chunk… | index (postcard) | index offset u64 | index len u32 | index crc u32 | MAGIC`.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tributary_model::{DeviceId, TenantId, Value};
+
+use super::chunk::{self, Entry};
+
+const MAGIC: &[u8; 8] = b"TRBBLK01";
+const FOOTER: usize = 8 + 4 + 4 + 8;
+
+/// Where one series' chunk is in a block, and what it holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Tenant of the series.
+    pub tenant: TenantId,
+    /// Device of the series.
+    pub device: DeviceId,
+    /// Telemetry key.
+    pub key: String,
+    /// Byte offset of the chunk.
+    pub offset: u64,
+    /// Chunk length in bytes.
+    pub len: u32,
+    /// CRC32 of the chunk.
+    pub crc: u32,
+    /// Points in the chunk.
+    pub count: u32,
+    /// Oldest timestamp (ns).
+    pub min_ts: i64,
+    /// Newest timestamp (ns).
+    pub max_ts: i64,
+    /// Lowest LSN of its points.
+    pub min_lsn: u64,
+    /// Highest LSN of its points.
+    pub max_lsn: u64,
+    /// The newest point (timestamp, value), for latest values without decoding.
+    pub last: (i64, Value),
+}
+
+/// A series' points to seal, sorted by timestamp.
+pub struct SealInput<'a> {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Device.
+    pub device: DeviceId,
+    /// Key.
+    pub key: &'a str,
+    /// Points.
+    pub points: &'a [Entry],
+}
+
+/// Why a block could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A checksum or structure check failed.
+    #[error("{path}: damaged: {what}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What did not check out.
+        what: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlockError + '_ {
+    move |source| BlockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An open block file and its index.
+pub struct Block {
+    /// The block's number (its file name).
+    pub id: u64,
+    path: PathBuf,
+    file: File,
+    /// One entry per series.
+    pub index: Vec<IndexEntry>,
+}
+
+/// The file name of block `id`.
+pub fn block_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016}.blk"))
+}
+
+impl Block {
+    /// Writes, fsyncs and opens block `id` from `series` (each non-empty).
+    pub fn write(dir: &Path, id: u64, series: &[SealInput<'_>]) -> Result<Block, BlockError> {
+        let path = block_path(dir, id);
+        let tmp = path.with_extension("tmp");
+        let mut out = Vec::with_capacity(1 << 20);
+        out.extend_from_slice(MAGIC);
+        let mut index = Vec::with_capacity(series.len());
+        for s in series {
+            let (Some(first), Some(last)) = (s.points.first(), s.points.last()) else {
+                continue;
+            };
+            let bytes = chunk::encode(s.points);
+            index.push(IndexEntry {
+                tenant: s.tenant,
+                device: s.device,
+                key: s.key.to_string(),
+                offset: out.len() as u64,
+                len: bytes.len() as u32,
+                crc: crc32fast::hash(&bytes),
+                count: s.points.len() as u32,
+                min_ts: first.0,
+                max_ts: last.0,
+                min_lsn: s.points.iter().map(|p| p.2).min().unwrap_or(0),
+                max_lsn: s.points.iter().map(|p| p.2).max().unwrap_or(0),
+                last: (last.0, last.1.clone()),
+            });
+            out.extend_from_slice(&bytes);
+        }
+        let index_bytes = postcard::to_stdvec(&index).map_err(|e| BlockError::Damaged {
+            path: path.clone(),
+            what: format!("encoding the index: {e}"),
+        })?;
+        let index_offset = out.len() as u64;
+        out.extend_from_slice(&index_bytes);
+        out.extend_from_slice(&index_offset.to_le_bytes());
+        out.extend_from_slice(&(index_bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&index_bytes).to_le_bytes());
+        out.extend_from_slice(MAGIC);
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&out).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(dir)?;
+        let file = File::open(&path).map_err(io_err(&path))?;
+        Ok(Block {
+            id,
+            path,
+            file,
+            index,
+        })
+    }
+
+    /// Opens block `id`, checking its footer and index.
+    pub fn open(dir: &Path, id: u64) -> Result<Block, BlockError> {
+        let path = block_path(dir, id);
+        let damaged = |what: &str| BlockError::Damaged {
+            path: path.clone(),
+            what: what.to_string(),
+        };
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        if len < (MAGIC.len() + FOOTER) as u64 {
+            return Err(damaged("too short"));
+        }
+        let mut footer = [0u8; FOOTER];
+        file.read_exact_at(&mut footer, len - FOOTER as u64)
+            .map_err(io_err(&path))?;
+        if &footer[16..24] != MAGIC {
+            return Err(damaged("footer magic"));
+        }
+        let index_offset = u64::from_le_bytes(footer[0..8].try_into().unwrap_or_default());
+        let index_len = u32::from_le_bytes(footer[8..12].try_into().unwrap_or_default()) as u64;
+        let index_crc = u32::from_le_bytes(footer[12..16].try_into().unwrap_or_default());
+        if index_offset.checked_add(index_len) != Some(len - FOOTER as u64) {
+            return Err(damaged("index bounds"));
+        }
+        let mut index_bytes = vec![0u8; index_len as usize];
+        file.read_exact_at(&mut index_bytes, index_offset)
+            .map_err(io_err(&path))?;
+        if crc32fast::hash(&index_bytes) != index_crc {
+            return Err(damaged("index checksum"));
+        }
+        let index: Vec<IndexEntry> =
+            postcard::from_bytes(&index_bytes).map_err(|e| damaged(&format!("index: {e}")))?;
+        if index.iter().any(|e| {
+            e.offset
+                .checked_add(u64::from(e.len))
+                .is_none_or(|end| end > index_offset)
+        }) {
+            return Err(damaged("chunk bounds"));
+        }
+        Ok(Block {
+            id,
+            path,
+            file,
+            index,
+        })
+    }
+
+    /// The points of index entry `i`, checked against its CRC.
+    pub fn read(&self, i: usize) -> Result<Vec<Entry>, BlockError> {
+        let damaged = |what: String| BlockError::Damaged {
+            path: self.path.clone(),
+            what,
+        };
+        let e = self
+            .index
+            .get(i)
+            .ok_or_else(|| damaged(format!("no index entry {i}")))?;
+        let mut bytes = vec![0u8; e.len as usize];
+        self.file
+            .read_exact_at(&mut bytes, e.offset)
+            .map_err(io_err(&self.path))?;
+        if crc32fast::hash(&bytes) != e.crc {
+            return Err(damaged(format!("chunk of {}/{} checksum", e.device, e.key)));
+        }
+        chunk::decode(&bytes).map_err(|c| damaged(format!("chunk of {}/{}: {c}", e.device, e.key)))
+    }
+
+    /// Bytes on disk.
+    pub fn size(&self) -> u64 {
+        self.file.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// Fsyncs a directory so renames and creations in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), BlockError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip_and_damage_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, d) = (TenantId::new(), DeviceId::new());
+        let a: Vec<Entry> = (0..100)
+            .map(|i| (i * 1000, Value::Float(i as f64), 1))
+            .collect();
+        let b: Vec<Entry> = vec![(5, Value::Str("x".into()), 2)];
+        let block = Block::write(
+            dir.path(),
+            7,
+            &[
+                SealInput {
+                    tenant: t,
+                    device: d,
+                    key: "a",
+                    points: &a,
+                },
+                SealInput {
+                    tenant: t,
+                    device: d,
+                    key: "b",
+                    points: &b,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(block.read(0).unwrap(), a);
+        let reopened = Block::open(dir.path(), 7).unwrap();
+        assert_eq!(reopened.index.len(), 2);
+        assert_eq!(reopened.index[1].last, (5, Value::Str("x".into())));
+        assert_eq!(reopened.read(1).unwrap(), b);
+
+        // Flip a byte inside chunk "a": that series fails its checksum, "b" still reads.
+        let path = block_path(dir.path(), 7);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[20] ^= 0xFF;
+        fs::write(&path, &bytes).unwrap();
+        let damaged = Block::open(dir.path(), 7).unwrap();
+        assert!(damaged.read(0).is_err());
+        assert_eq!(damaged.read(1).unwrap(), b);
+        // A torn footer makes the whole block unreadable, reported as damage.
+        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(matches!(
+            Block::open(dir.path(), 7),
+            Err(BlockError::Damaged { .. })
+        ));
+    }
+}

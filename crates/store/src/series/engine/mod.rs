@@ -1,0 +1,692 @@
+//! Tributary's time-series engine. Committed batches (already durable in the
+//! pipeline's write-ahead log) go into in-memory head chunks per series and
+//! are visible at once. When the head holds `max_head_points`, or
+//! `seal_interval` has passed, it is frozen and sealed in the background into
+//! an immutable, checksummed block file; the manifest then records the
+//! block and the LSN up to which everything is in blocks. That LSN is what
+//! the pipeline may drop from its log, and where replay starts after a crash.
+//!
+//! Queries merge blocks (oldest first), the frozen head being sealed, and the
+//! live head; for equal timestamps the newest write wins.
+
+mod bits;
+mod block;
+mod chunk;
+mod manifest;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tributary_model::{Batch, DeviceId, TenantId, Value};
+
+use self::block::{Block, SealInput};
+use self::chunk::Entry;
+use self::manifest::Manifest;
+use super::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+use crate::StoreError;
+
+/// When the head is sealed into a block.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Points in memory that trigger a seal (and bound the head: at twice this,
+    /// writes wait for the seal in flight).
+    pub max_head_points: usize,
+    /// Longest time data stays only in the head and the log.
+    pub seal_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_head_points: 1_000_000,
+            seal_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Series {
+    /// Points not yet frozen, by timestamp: (value, lsn).
+    head: BTreeMap<i64, (Value, u64)>,
+    /// The part being sealed right now.
+    frozen: Option<Arc<Vec<Entry>>>,
+    /// Sealed chunks, oldest first.
+    chunks: Vec<(Arc<Block>, usize)>,
+    /// The newest point.
+    latest: Option<(i64, Value)>,
+}
+
+type DeviceKey = (TenantId, DeviceId);
+
+struct State {
+    devices: HashMap<DeviceKey, BTreeMap<String, Series>>,
+    blocks: BTreeMap<u64, Arc<Block>>,
+    manifest: Manifest,
+    visible_lsn: u64,
+    head_points: usize,
+    last_seal: Instant,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: EngineConfig,
+    state: RwLock<State>,
+    durable: AtomicU64,
+    /// Held while a seal is being written.
+    sealing: Arc<tokio::sync::Mutex<()>>,
+    /// Serializes manifest writes; holds the version last saved.
+    manifest_write: std::sync::Mutex<u64>,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl Engine {
+    /// Opens (creating if needed) the engine in `dir`. Damaged blocks are
+    /// reported in the log and left out; everything else stays readable.
+    pub async fn open(dir: &Path, config: EngineConfig) -> Result<Self, StoreError> {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(dir, config))
+            .await
+            .map_err(io)?
+    }
+
+    fn open_blocking(dir: PathBuf, config: EngineConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let manifest = Manifest::load(&dir).map_err(io)?;
+        let mut blocks = BTreeMap::new();
+        let mut devices: HashMap<DeviceKey, BTreeMap<String, Series>> = HashMap::new();
+        for &id in &manifest.blocks {
+            let block = match Block::open(&dir, id) {
+                Ok(b) => Arc::new(b),
+                Err(e) => {
+                    tracing::error!(error = %e, "time-series block unreadable; its data is left out");
+                    continue;
+                }
+            };
+            for (i, e) in block.index.iter().enumerate() {
+                if manifest.is_deleted(e.tenant, e.device, e.max_lsn) {
+                    continue;
+                }
+                let s = devices
+                    .entry((e.tenant, e.device))
+                    .or_default()
+                    .entry(e.key.clone())
+                    .or_default();
+                s.chunks.push((block.clone(), i));
+                if s.latest.as_ref().is_none_or(|(ts, _)| e.last.0 >= *ts) {
+                    s.latest = Some(e.last.clone());
+                }
+            }
+            blocks.insert(id, block);
+        }
+        // Blocks written but never recorded (a crash mid-seal) are dropped.
+        manifest::remove_strays(&dir, &manifest);
+        let durable = manifest.durable_lsn;
+        Ok(Engine(Arc::new(Inner {
+            dir,
+            config,
+            state: RwLock::new(State {
+                devices,
+                blocks,
+                visible_lsn: durable,
+                manifest,
+                head_points: 0,
+                last_seal: Instant::now(),
+            }),
+            durable: AtomicU64::new(durable),
+            sealing: Arc::new(tokio::sync::Mutex::new(())),
+            manifest_write: std::sync::Mutex::new(0),
+        })))
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.0.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.0.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The LSN up to which every applied point is in a block file.
+    pub fn durable_lsn(&self) -> u64 {
+        self.0.durable.load(Ordering::Acquire)
+    }
+
+    /// Freezes the head and writes it as a block: in the background unless
+    /// `wait`. With a seal already in flight, only a full head (2 × the limit)
+    /// or `wait` makes this wait for it.
+    async fn seal(&self, wait: bool) -> Result<(), StoreError> {
+        let guard = match self.0.sealing.clone().try_lock_owned() {
+            Ok(g) => g,
+            Err(_) => {
+                let full = self.read().head_points >= 2 * self.0.config.max_head_points;
+                if !(wait || full) {
+                    return Ok(());
+                }
+                self.0.sealing.clone().lock_owned().await
+            }
+        };
+        let (id, seal_lsn, frozen) = {
+            let mut st = self.write();
+            let mut frozen = Vec::new();
+            for (&(tenant, device), series) in st.devices.iter_mut() {
+                for (key, s) in series.iter_mut() {
+                    if s.head.is_empty() {
+                        continue;
+                    }
+                    let points: Vec<Entry> = std::mem::take(&mut s.head)
+                        .into_iter()
+                        .map(|(ts, (v, lsn))| (ts, v, lsn))
+                        .collect();
+                    let points = Arc::new(points);
+                    s.frozen = Some(points.clone());
+                    frozen.push((tenant, device, key.clone(), points));
+                }
+            }
+            st.head_points = 0;
+            st.last_seal = Instant::now();
+            let id = st.manifest.next_block;
+            st.manifest.next_block += 1;
+            (id, st.visible_lsn, frozen)
+        };
+        if frozen.is_empty() {
+            return Ok(());
+        }
+        let engine = self.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let dir = engine.0.dir.clone();
+            let inputs = frozen.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let seal: Vec<SealInput<'_>> = inputs
+                    .iter()
+                    .map(|(tenant, device, key, points)| SealInput {
+                        tenant: *tenant,
+                        device: *device,
+                        key,
+                        points,
+                    })
+                    .collect();
+                Block::write(&dir, id, &seal)
+            })
+            .await;
+            match written {
+                Ok(Ok(block)) => engine.publish(block, seal_lsn, &frozen).await,
+                Ok(Err(e)) => engine.unfreeze(&frozen, &e.to_string()),
+                Err(e) => engine.unfreeze(&frozen, &e.to_string()),
+            }
+        });
+        if wait {
+            task.await.map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Makes a written block part of every series and of the manifest.
+    async fn publish(
+        &self,
+        block: Block,
+        seal_lsn: u64,
+        frozen: &[(TenantId, DeviceId, String, Arc<Vec<Entry>>)],
+    ) {
+        let block = Arc::new(block);
+        let manifest = {
+            let mut st = self.write();
+            for (i, (tenant, device, key, points)) in frozen.iter().enumerate() {
+                if let Some(s) = st
+                    .devices
+                    .get_mut(&(*tenant, *device))
+                    .and_then(|d| d.get_mut(key))
+                {
+                    s.chunks.push((block.clone(), i));
+                    if s.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, points)) {
+                        s.frozen = None;
+                    }
+                }
+            }
+            st.blocks.insert(block.id, block.clone());
+            st.manifest.blocks.push(block.id);
+            st.manifest.durable_lsn = st.manifest.durable_lsn.max(seal_lsn);
+            st.manifest.version += 1;
+            st.manifest.clone()
+        };
+        match self.save_manifest(manifest).await {
+            Ok(()) => {
+                self.0.durable.fetch_max(seal_lsn, Ordering::AcqRel);
+                metrics::counter!("tributary_tsdb_blocks_sealed_total").increment(1);
+                metrics::counter!("tributary_tsdb_block_bytes_total").increment(block.size());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "manifest not saved; the write-ahead log keeps the data")
+            }
+        }
+    }
+
+    /// A failed seal puts the frozen points back into the head (newer writes win).
+    fn unfreeze(&self, frozen: &[(TenantId, DeviceId, String, Arc<Vec<Entry>>)], error: &str) {
+        tracing::error!(
+            error,
+            "sealing a time-series block failed; the data stays in memory and in the log"
+        );
+        let mut st = self.write();
+        let mut restored = 0;
+        for (tenant, device, key, points) in frozen {
+            if let Some(s) = st
+                .devices
+                .get_mut(&(*tenant, *device))
+                .and_then(|d| d.get_mut(key))
+            {
+                for (ts, v, lsn) in points.iter() {
+                    if !s.head.contains_key(ts) {
+                        s.head.insert(*ts, (v.clone(), *lsn));
+                        restored += 1;
+                    }
+                }
+                s.frozen = None;
+            }
+        }
+        st.head_points += restored;
+    }
+
+    async fn save_manifest(&self, manifest: Manifest) -> Result<(), StoreError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut saved = engine
+                .0
+                .manifest_write
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // A newer manifest may have been saved meanwhile; never go back.
+            if manifest.version <= *saved {
+                return Ok::<(), std::io::Error>(());
+            }
+            manifest.save(&engine.0.dir)?;
+            *saved = manifest.version;
+            Ok(())
+        })
+        .await
+        .map_err(io)?
+        .map_err(io)
+    }
+
+    /// Sources of one series for a query: sealed chunks, frozen and head points.
+    fn sources(s: &Series, from: i64, to: i64) -> Sources {
+        Sources {
+            chunks: s
+                .chunks
+                .iter()
+                .filter(|(b, i)| {
+                    b.index
+                        .get(*i)
+                        .is_some_and(|e| e.max_ts >= from && e.min_ts <= to)
+                })
+                .cloned()
+                .collect(),
+            frozen: s.frozen.clone(),
+            head: s
+                .head
+                .range(from..=to)
+                .map(|(ts, (v, l))| (*ts, v.clone(), *l))
+                .collect(),
+        }
+    }
+
+    /// Snapshots the sources of the wanted keys (all keys when empty).
+    fn snapshot(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        keys: &[String],
+        from: i64,
+        to: i64,
+    ) -> Vec<(String, Sources)> {
+        let st = self.read();
+        let Some(series) = st.devices.get(&(tenant, device)) else {
+            return Vec::new();
+        };
+        if keys.is_empty() {
+            series
+                .iter()
+                .map(|(k, s)| (k.clone(), Self::sources(s, from, to)))
+                .collect()
+        } else {
+            keys.iter()
+                .filter_map(|k| {
+                    series
+                        .get(k)
+                        .map(|s| (k.clone(), Self::sources(s, from, to)))
+                })
+                .collect()
+        }
+    }
+
+    /// Merged points per key in [from, to], oldest first, newest write winning.
+    async fn merged(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        keys: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, Vec<Entry>)>, StoreError> {
+        let snap = self.snapshot(tenant, device, keys, from, to);
+        tokio::task::spawn_blocking(move || {
+            snap.into_iter()
+                .map(|(key, src)| {
+                    let points = src.merge(from, to);
+                    (key, points)
+                })
+                .filter(|(_, p)| !p.is_empty())
+                .collect()
+        })
+        .await
+        .map_err(io)
+    }
+}
+
+/// What a query reads for one series.
+struct Sources {
+    chunks: Vec<(Arc<Block>, usize)>,
+    frozen: Option<Arc<Vec<Entry>>>,
+    head: Vec<Entry>,
+}
+
+impl Sources {
+    /// Points in [from, to] by timestamp, later sources overriding earlier ones.
+    fn merge(self, from: i64, to: i64) -> Vec<Entry> {
+        let mut out: BTreeMap<i64, (Value, u64)> = BTreeMap::new();
+        for (block, i) in &self.chunks {
+            match block.read(*i) {
+                Ok(points) => {
+                    for (ts, v, l) in points {
+                        if ts >= from && ts <= to {
+                            out.insert(ts, (v, l));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "time-series chunk unreadable; left out of the answer")
+                }
+            }
+        }
+        if let Some(f) = &self.frozen {
+            for (ts, v, l) in f.iter() {
+                if *ts >= from && *ts <= to {
+                    out.insert(*ts, (v.clone(), *l));
+                }
+            }
+        }
+        for (ts, v, l) in self.head {
+            out.insert(ts, (v, l));
+        }
+        out.into_iter().map(|(ts, (v, l))| (ts, v, l)).collect()
+    }
+}
+
+fn ordered(mut samples: Vec<Sample>, order: Order, limit: u32) -> Vec<Sample> {
+    if order == Order::Desc {
+        samples.reverse();
+    }
+    samples.truncate(limit as usize);
+    samples
+}
+
+/// One aggregate value of a bucket, following the SQL semantics of the first
+/// store: integers stay integers (except for avg) when every input was one.
+fn aggregate_bucket(agg: Aggregate, values: &[&Value]) -> Option<Value> {
+    if agg == Aggregate::Count {
+        return Some(Value::Int(values.len() as i64));
+    }
+    let nums: Vec<&Value> = values
+        .iter()
+        .copied()
+        .filter(|v| matches!(v, Value::Float(_) | Value::Int(_)))
+        .collect();
+    if nums.is_empty() {
+        return None;
+    }
+    let all_int = nums.iter().all(|v| matches!(v, Value::Int(_)));
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    Some(match agg {
+        Aggregate::Avg => Value::Float(nums.iter().map(|v| f(v)).sum::<f64>() / nums.len() as f64),
+        Aggregate::Sum if all_int => Value::Int(
+            nums.iter()
+                .map(|v| match v {
+                    Value::Int(i) => *i,
+                    _ => 0,
+                })
+                .fold(0i64, i64::wrapping_add),
+        ),
+        Aggregate::Sum => Value::Float(nums.iter().map(|v| f(v)).sum()),
+        Aggregate::Min | Aggregate::Max => {
+            let pick = nums
+                .iter()
+                .copied()
+                .reduce(|a, b| {
+                    let better = if agg == Aggregate::Min {
+                        f(b) < f(a)
+                    } else {
+                        f(b) > f(a)
+                    };
+                    if better {
+                        b
+                    } else {
+                        a
+                    }
+                })?
+                .clone();
+            if all_int {
+                pick
+            } else {
+                Value::Float(f(&pick))
+            }
+        }
+        Aggregate::Count => unreachable!("handled above"),
+    })
+}
+
+#[async_trait]
+impl SeriesStore for Engine {
+    async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError> {
+        let seal = {
+            let mut st = self.write();
+            let mut added = 0;
+            for (lsn, batch) in batches {
+                if st.manifest.is_deleted(batch.tenant, batch.device, *lsn) {
+                    continue;
+                }
+                let series = st.devices.entry((batch.tenant, batch.device)).or_default();
+                for p in &batch.points {
+                    let s = match series.get_mut(&p.key) {
+                        Some(s) => s,
+                        None => series.entry(p.key.clone()).or_default(),
+                    };
+                    if s.latest.as_ref().is_none_or(|(ts, _)| p.ts >= *ts) {
+                        s.latest = Some((p.ts, p.value.clone()));
+                    }
+                    if s.head.insert(p.ts, (p.value.clone(), *lsn)).is_none() {
+                        added += 1;
+                    }
+                }
+            }
+            if let Some((lsn, _)) = batches.last() {
+                st.visible_lsn = st.visible_lsn.max(*lsn);
+            }
+            st.head_points += added;
+            st.head_points >= self.0.config.max_head_points
+                || (st.head_points > 0 && st.last_seal.elapsed() >= self.0.config.seal_interval)
+        };
+        if seal {
+            self.seal(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals everything in the head now and waits for it.
+    async fn close(&self) {
+        if let Err(e) = self.seal(true).await {
+            tracing::error!(error = %e, "final seal failed; the write-ahead log keeps the data");
+        }
+    }
+
+    async fn applied_lsn(&self) -> Result<u64, StoreError> {
+        Ok(self.durable_lsn())
+    }
+
+    fn durable_lsn(&self) -> Option<u64> {
+        Some(Engine::durable_lsn(self))
+    }
+
+    async fn query(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        q: &RawQuery,
+    ) -> Result<SeriesMap, StoreError> {
+        let merged = self.merged(tenant, device, &q.keys, q.from, q.to).await?;
+        Ok(merged
+            .into_iter()
+            .map(|(key, points)| {
+                let samples = points
+                    .into_iter()
+                    .map(|(ts, value, _)| Sample { ts, value })
+                    .collect();
+                (key, ordered(samples, q.order, q.limit))
+            })
+            .collect())
+    }
+
+    async fn aggregate(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        q: &AggQuery,
+    ) -> Result<SeriesMap, StoreError> {
+        let r = &q.range;
+        let merged = self.merged(tenant, device, &r.keys, r.from, r.to).await?;
+        let mut out = SeriesMap::new();
+        for (key, points) in merged {
+            let mut buckets: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
+            for (ts, v, _) in &points {
+                buckets
+                    .entry(ts.div_euclid(q.interval))
+                    .or_default()
+                    .push(v);
+            }
+            let samples: Vec<Sample> = buckets
+                .into_iter()
+                .filter_map(|(b, vals)| {
+                    aggregate_bucket(q.agg, &vals).map(|value| Sample {
+                        ts: b * q.interval,
+                        value,
+                    })
+                })
+                .collect();
+            let samples = ordered(samples, r.order, r.limit);
+            if !samples.is_empty() {
+                out.insert(key, samples);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn latest(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        keys: &[String],
+    ) -> Result<BTreeMap<String, Sample>, StoreError> {
+        let st = self.read();
+        let Some(series) = st.devices.get(&(tenant, device)) else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(series
+            .iter()
+            .filter(|(k, _)| keys.is_empty() || keys.contains(k))
+            .filter_map(|(k, s)| {
+                s.latest.as_ref().map(|(ts, v)| {
+                    (
+                        k.clone(),
+                        Sample {
+                            ts: *ts,
+                            value: v.clone(),
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
+    async fn changes_since(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        let merged = self.merged(tenant, device, &[], i64::MIN, i64::MAX).await?;
+        let mut changes: Vec<Change> = merged
+            .into_iter()
+            .flat_map(|(key, points)| {
+                points.into_iter().filter(|(_, _, lsn)| *lsn > since).map(
+                    move |(ts, value, lsn)| Change {
+                        lsn,
+                        key: key.clone(),
+                        sample: Sample { ts, value },
+                    },
+                )
+            })
+            .collect();
+        changes.sort_by_key(|c| (c.lsn, c.sample.ts));
+        changes.truncate(limit as usize);
+        Ok(changes)
+    }
+
+    async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError> {
+        let (removed, manifest) = {
+            let mut st = self.write();
+            let removed = st
+                .devices
+                .remove(&(tenant, device))
+                .map(|s| s.len())
+                .unwrap_or(0);
+            let lsn = st.visible_lsn;
+            st.manifest.delete_device(tenant, device, lsn);
+            st.manifest.version += 1;
+            (removed, st.manifest.clone())
+        };
+        self.save_manifest(manifest).await?;
+        Ok(removed as u64)
+    }
+
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let (removed, manifest) = {
+            let mut st = self.write();
+            let mut removed = 0;
+            st.devices.retain(|(t, _), s| {
+                if *t == tenant {
+                    removed += s.len();
+                    false
+                } else {
+                    true
+                }
+            });
+            let lsn = st.visible_lsn;
+            st.manifest.delete_tenant(tenant, lsn);
+            st.manifest.version += 1;
+            (removed, st.manifest.clone())
+        };
+        self.save_manifest(manifest).await?;
+        Ok(removed as u64)
+    }
+}

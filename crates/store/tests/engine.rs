@@ -166,3 +166,41 @@ async fn a_damaged_block_is_reported_and_the_rest_stays_readable() {
         "strays are removed"
     );
 }
+
+#[tokio::test]
+async fn compaction_merges_blocks_and_keeps_every_newest_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, d) = (TenantId::new(), DeviceId::new());
+    let blocks = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "blk"))
+            .count()
+    };
+    {
+        let e = Engine::open(dir.path(), config(1_000_000)).await.unwrap();
+        // 20 seals; every 5th batch rewrites timestamp 0 with a newer value.
+        for lsn in 1..=20u64 {
+            let mut b = batch(t, d, "v", lsn as i64 * 10, 10);
+            if lsn % 5 == 0 {
+                b.points.push(Point {
+                    key: "v".into(),
+                    ts: 0,
+                    value: Value::Int(lsn as i64),
+                });
+            }
+            e.apply(&[(lsn, &b)]).await.unwrap();
+            e.close().await;
+        }
+        assert!(blocks(dir.path()) < 10, "{} block files after 20 seals", blocks(dir.path()));
+        let r = e.query(t, d, &all()).await.unwrap();
+        assert_eq!(r["v"].len(), 201);
+        assert_eq!(r["v"][0].value, Value::Int(20), "the newest rewrite of ts 0 wins");
+    }
+    let e = Engine::open(dir.path(), config(1_000_000)).await.unwrap();
+    let r = e.query(t, d, &all()).await.unwrap();
+    assert_eq!(r["v"].len(), 201);
+    assert_eq!(r["v"][0].value, Value::Int(20));
+    assert_eq!(r["v"][200].ts, 209 * 1_000_000_000);
+}

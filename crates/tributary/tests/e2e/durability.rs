@@ -8,26 +8,26 @@ use serde_json::json;
 
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_loses_no_acknowledged_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    let token = login(&s.base).await;
-    let (id, dev) = create_device(&s.base, &token, "crashy").await;
+const WRITERS: usize = 8;
+const POINTS_PER_BATCH: i64 = 20;
 
-    const WRITERS: usize = 8;
-    const POINTS_PER_BATCH: i64 = 20;
-    let acked: Arc<Mutex<BTreeSet<(usize, i64)>>> = Arc::default();
+type Acked = Arc<Mutex<BTreeSet<(usize, i64)>>>;
+
+/// Eight writers post batches until `more` further points are acknowledged,
+/// then the server is killed with SIGKILL in the middle of the traffic.
+/// Timestamps of round `round` never collide with other rounds.
+async fn load_then_kill_9(s: Server, dev: &str, round: i64, acked: &Acked, more: usize) {
+    let start = acked.lock().unwrap().len();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let (base, dev, acked, stop) = (s.base.clone(), dev.clone(), acked.clone(), stop.clone());
+        let (base, dev, acked, stop) = (s.base.clone(), dev.to_string(), acked.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let http = client();
             let mut seq = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 // Each point has a unique (writer, ts); the value repeats the ts to check content.
-                let base_ts = 1_600_000_000_000 + seq * POINTS_PER_BATCH;
+                let base_ts = 1_600_000_000_000 + round * 100_000_000 + seq * POINTS_PER_BATCH;
                 let body: Vec<_> = (0..POINTS_PER_BATCH)
                     .map(|i| json!({"ts": base_ts + i, "values": {format!("w{w}"): base_ts + i}}))
                     .collect();
@@ -50,10 +50,9 @@ async fn kill_9_loses_no_acknowledged_point() {
             }
         }));
     }
-    // Let acknowledgements accumulate, then crash in the middle of the traffic.
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        if acked.lock().unwrap().len() >= 3000 {
+        if acked.lock().unwrap().len() >= start + more {
             break;
         }
     }
@@ -62,10 +61,10 @@ async fn kill_9_loses_no_acknowledged_point() {
     for t in tasks {
         t.await.unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 3000);
+}
 
-    let s = Server::start(dir.path());
+/// Every acknowledged point is stored with its value, and no batch is torn.
+async fn assert_all_stored(s: &Server, id: &str, acked: &Acked) {
     let token = login(&s.base).await;
     let keys: Vec<String> = (0..WRITERS).map(|w| format!("w{w}")).collect();
     let (st, v) = get_json(
@@ -86,6 +85,7 @@ async fn kill_9_loses_no_acknowledged_point() {
             stored.insert((w, ts));
         }
     }
+    let acked = acked.lock().unwrap().clone();
     let missing: Vec<_> = acked.difference(&stored).take(5).collect();
     assert!(
         missing.is_empty(),
@@ -102,6 +102,51 @@ async fn kill_9_loses_no_acknowledged_point() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_loses_no_acknowledged_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let token = login(&s.base).await;
+    let (id, dev) = create_device(&s.base, &token, "crashy").await;
+    let acked = Acked::default();
+    load_then_kill_9(s, &dev, 0, &acked, 3000).await;
+    let s = Server::start(dir.path());
+    assert_all_stored(&s, &id, &acked).await;
+}
+
+/// The time-series engine seals and compacts blocks all the time here (a tiny
+/// head, a one-second seal interval), so the kills land during writes, seals
+/// and compactions alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_in_a_loop_during_seals_and_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |dir: &std::path::Path| {
+        let mut o = Options::new(dir);
+        o.env = vec![
+            ("TRIBUTARY_TSDB_MAX_HEAD_POINTS", "500".into()),
+            ("TRIBUTARY_TSDB_SEAL_INTERVAL_SECS", "1".into()),
+        ];
+        Server::start_with(o)
+    };
+    let s = start(dir.path());
+    let token = login(&s.base).await;
+    let (id, dev) = create_device(&s.base, &token, "crash-loop").await;
+    let acked = Acked::default();
+    let mut s = s;
+    for round in 0..5 {
+        load_then_kill_9(s, &dev, round, &acked, 1500 + 700 * round as usize).await;
+        s = start(dir.path());
+        // Every round restarts from what the last crash left.
+        assert_all_stored(&s, &id, &acked).await;
+    }
+    let blocks = std::fs::read_dir(dir.path().join("tsdb"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "blk"))
+        .count();
+    assert!(blocks > 0, "the loop sealed blocks");
 }
 
 #[tokio::test]

@@ -103,58 +103,13 @@ pub fn block_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 impl Block {
-    /// Writes, fsyncs and opens block `id` from `series` (each non-empty).
+    /// Writes, fsyncs and opens block `id` from `series` (empty ones are skipped).
     pub fn write(dir: &Path, id: u64, series: &[SealInput<'_>]) -> Result<Block, BlockError> {
-        let path = block_path(dir, id);
-        let tmp = path.with_extension("tmp");
-        let mut out = Vec::with_capacity(1 << 20);
-        out.extend_from_slice(MAGIC);
-        let mut index = Vec::with_capacity(series.len());
+        let mut w = BlockWriter::create(dir, id)?;
         for s in series {
-            let (Some(first), Some(last)) = (s.points.first(), s.points.last()) else {
-                continue;
-            };
-            let bytes = chunk::encode(s.points);
-            index.push(IndexEntry {
-                tenant: s.tenant,
-                device: s.device,
-                key: s.key.to_string(),
-                offset: out.len() as u64,
-                len: bytes.len() as u32,
-                crc: crc32fast::hash(&bytes),
-                count: s.points.len() as u32,
-                min_ts: first.0,
-                max_ts: last.0,
-                min_lsn: s.points.iter().map(|p| p.2).min().unwrap_or(0),
-                max_lsn: s.points.iter().map(|p| p.2).max().unwrap_or(0),
-                last: (last.0, last.1.clone()),
-            });
-            out.extend_from_slice(&bytes);
+            w.add(s.tenant, s.device, s.key, s.points)?;
         }
-        let index_bytes = postcard::to_stdvec(&index).map_err(|e| BlockError::Damaged {
-            path: path.clone(),
-            what: format!("encoding the index: {e}"),
-        })?;
-        let index_offset = out.len() as u64;
-        out.extend_from_slice(&index_bytes);
-        out.extend_from_slice(&index_offset.to_le_bytes());
-        out.extend_from_slice(&(index_bytes.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&index_bytes).to_le_bytes());
-        out.extend_from_slice(MAGIC);
-        {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-            f.write_all(&out).map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(dir)?;
-        let file = File::open(&path).map_err(io_err(&path))?;
-        Ok(Block {
-            id,
-            path,
-            file,
-            index,
-        })
+        w.finish()
     }
 
     /// Opens block `id`, checking its footer and index.
@@ -227,6 +182,94 @@ impl Block {
     /// Bytes on disk.
     pub fn size(&self) -> u64 {
         self.file.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// Writes a block one series at a time, so compaction never holds more than
+/// one series in memory.
+pub struct BlockWriter {
+    dir: PathBuf,
+    id: u64,
+    tmp: PathBuf,
+    out: io::BufWriter<File>,
+    offset: u64,
+    index: Vec<IndexEntry>,
+}
+
+impl BlockWriter {
+    /// Starts block `id` as a temporary file.
+    pub fn create(dir: &Path, id: u64) -> Result<Self, BlockError> {
+        let tmp = block_path(dir, id).with_extension("tmp");
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(MAGIC).map_err(io_err(&tmp))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            id,
+            tmp,
+            out,
+            offset: MAGIC.len() as u64,
+            index: Vec::new(),
+        })
+    }
+
+    /// Appends one series' points (sorted by timestamp); nothing for none.
+    pub fn add(&mut self, tenant: TenantId, device: DeviceId, key: &str, points: &[Entry]) -> Result<(), BlockError> {
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            return Ok(());
+        };
+        let bytes = chunk::encode(points);
+        self.index.push(IndexEntry {
+            tenant,
+            device,
+            key: key.to_string(),
+            offset: self.offset,
+            len: bytes.len() as u32,
+            crc: crc32fast::hash(&bytes),
+            count: points.len() as u32,
+            min_ts: first.0,
+            max_ts: last.0,
+            min_lsn: points.iter().map(|p| p.2).min().unwrap_or(0),
+            max_lsn: points.iter().map(|p| p.2).max().unwrap_or(0),
+            last: (last.0, last.1.clone()),
+        });
+        self.out.write_all(&bytes).map_err(io_err(&self.tmp))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the index, fsyncs, renames into place and opens the block.
+    pub fn finish(mut self) -> Result<Block, BlockError> {
+        let path = block_path(&self.dir, self.id);
+        let index_bytes = postcard::to_stdvec(&self.index).map_err(|e| BlockError::Damaged {
+            path: path.clone(),
+            what: format!("encoding the index: {e}"),
+        })?;
+        let mut tail = Vec::with_capacity(index_bytes.len() + FOOTER);
+        tail.extend_from_slice(&index_bytes);
+        tail.extend_from_slice(&self.offset.to_le_bytes());
+        tail.extend_from_slice(&(index_bytes.len() as u32).to_le_bytes());
+        tail.extend_from_slice(&crc32fast::hash(&index_bytes).to_le_bytes());
+        tail.extend_from_slice(MAGIC);
+        self.out.write_all(&tail).map_err(io_err(&self.tmp))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| BlockError::Io {
+                path: self.tmp.clone(),
+                source: e.into_error(),
+            })?;
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        drop(file);
+        fs::rename(&self.tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        let file = File::open(&path).map_err(io_err(&path))?;
+        Ok(Block {
+            id: self.id,
+            path,
+            file,
+            index: self.index,
+        })
     }
 }
 

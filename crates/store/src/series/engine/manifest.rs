@@ -26,6 +26,8 @@ pub struct Manifest {
     pub blocks: Vec<u64>,
     /// The id the next block gets.
     pub next_block: u64,
+    /// Compaction level of each block (absent: 0, a sealed head).
+    pub levels: std::collections::BTreeMap<u64, u8>,
     /// Deleted devices and the LSN of the deletion: their points up to it, in
     /// blocks and in the log, are ignored (later writes are a new start).
     pub deleted_devices: Vec<(TenantId, DeviceId, u64)>,

@@ -12,6 +12,7 @@
 mod bits;
 mod block;
 mod chunk;
+mod compact;
 mod manifest;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,7 +63,7 @@ struct Series {
 
 type DeviceKey = (TenantId, DeviceId);
 
-struct State {
+pub(crate) struct State {
     devices: HashMap<DeviceKey, BTreeMap<String, Series>>,
     blocks: BTreeMap<u64, Arc<Block>>,
     manifest: Manifest,
@@ -221,7 +222,10 @@ impl Engine {
             })
             .await;
             match written {
-                Ok(Ok(block)) => engine.publish(block, seal_lsn, &frozen).await,
+                Ok(Ok(block)) => {
+                    engine.publish(block, seal_lsn, &frozen).await;
+                    engine.compact().await;
+                }
                 Ok(Err(e)) => engine.unfreeze(&frozen, &e.to_string()),
                 Err(e) => engine.unfreeze(&frozen, &e.to_string()),
             }
@@ -402,7 +406,8 @@ struct Sources {
 }
 
 impl Sources {
-    /// Points in [from, to] by timestamp, later sources overriding earlier ones.
+    /// Points in [from, to] by timestamp; for equal timestamps the write with
+    /// the highest LSN wins, whichever source holds it.
     fn merge(self, from: i64, to: i64) -> Vec<Entry> {
         let mut out: BTreeMap<i64, (Value, u64)> = BTreeMap::new();
         for (block, i) in &self.chunks {
@@ -410,7 +415,7 @@ impl Sources {
                 Ok(points) => {
                     for (ts, v, l) in points {
                         if ts >= from && ts <= to {
-                            out.insert(ts, (v, l));
+                            keep_newest(&mut out, ts, v, l);
                         }
                     }
                 }
@@ -422,14 +427,24 @@ impl Sources {
         if let Some(f) = &self.frozen {
             for (ts, v, l) in f.iter() {
                 if *ts >= from && *ts <= to {
-                    out.insert(*ts, (v.clone(), *l));
+                    keep_newest(&mut out, *ts, v.clone(), *l);
                 }
             }
         }
         for (ts, v, l) in self.head {
-            out.insert(ts, (v, l));
+            keep_newest(&mut out, ts, v, l);
         }
         out.into_iter().map(|(ts, (v, l))| (ts, v, l)).collect()
+    }
+}
+
+/// Inserts a point unless a write with a higher LSN is already there.
+pub(crate) fn keep_newest(out: &mut BTreeMap<i64, (Value, u64)>, ts: i64, v: Value, lsn: u64) {
+    match out.get(&ts) {
+        Some((_, have)) if *have > lsn => {}
+        _ => {
+            out.insert(ts, (v, lsn));
+        }
     }
 }
 

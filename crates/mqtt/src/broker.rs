@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::RetainForwardRule;
 use rumqttc::v5::mqttbytes::QoS;
+use tokio::sync::oneshot;
 
 use crate::router::Router;
 use crate::rpc::Calls;
@@ -26,6 +27,10 @@ pub struct BrokerLimits {
     pub max_subscriptions: usize,
     /// Retained messages per tenant.
     pub max_retained: usize,
+    /// Payload bytes of retained messages per tenant.
+    pub max_retained_bytes: usize,
+    /// Sessions (connected or persistent) per tenant, and per device.
+    pub max_sessions_per_tenant: usize,
     /// Longest a detached persistent session is kept.
     pub max_session_expiry: Duration,
 }
@@ -42,11 +47,15 @@ pub enum SubscribeError {
 struct SpaceState {
     router: Router,
     retained: HashMap<String, Arc<Message>>,
+    /// Payload bytes of the retained messages.
+    retained_bytes: usize,
 }
 
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<(Space, String), Arc<Session>>,
+    /// Sessions per namespace.
+    per_space: HashMap<Space, usize>,
     spaces: HashMap<Space, SpaceState>,
 }
 
@@ -84,23 +93,40 @@ impl Broker {
         self.serials.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The session for `client_id` in `space`: the existing one (whose
-    /// connection, if any, is told to leave) unless `clean` asks for a new one.
-    /// Returns the session and whether it existed before.
-    pub fn open(&self, space: Space, client_id: &str, clean: bool) -> (Arc<Session>, bool) {
+    /// Attaches connection `conn` to the session for `client_id` in `space`:
+    /// the existing one (whose connection, if any, is told to leave) unless
+    /// `clean` asks for a new one or it was not persistent. Returns the
+    /// session, whether it existed before, and this connection's kick channel;
+    /// `None` when the namespace has as many sessions as allowed.
+    pub fn open(
+        &self,
+        space: Space,
+        client_id: &str,
+        clean: bool,
+        conn: u64,
+        expiry: Duration,
+    ) -> Option<(Arc<Session>, bool, oneshot::Receiver<()>)> {
         let mut inner = self.lock();
         let key = (space, client_id.to_string());
         if let Some(old) = inner.sessions.get(&key).cloned() {
             old.kick();
-            if !clean {
-                return (old, true);
+            // A session without expiry ends with its connection, take-over or not.
+            if !clean && !old.expiry().is_zero() {
+                let kicked = old.attach(conn, expiry);
+                return Some((old, true, kicked));
             }
             drop_session(&mut inner, &old);
         }
+        let count = inner.per_space.get(&space).copied().unwrap_or(0);
+        if count >= self.limits.max_sessions_per_tenant {
+            return None;
+        }
         let session = Session::new(self.next_serial(), space, client_id.to_string());
+        let kicked = session.attach(conn, expiry);
         inner.sessions.insert(key, session.clone());
+        *inner.per_space.entry(space).or_default() += 1;
         metrics::gauge!("tributary_mqtt_sessions").set(inner.sessions.len() as f64);
-        (session, false)
+        Some((session, false, kicked))
     }
 
     /// Ends `session` now: its subscriptions go, queued messages are dropped.
@@ -166,11 +192,15 @@ impl Broker {
             let mut inner = self.lock();
             let state = inner.spaces.entry(space).or_default();
             if msg.retain {
+                if let Some(old) = state.retained.remove(&msg.topic) {
+                    state.retained_bytes -= old.payload.len();
+                }
                 if msg.payload.is_empty() {
-                    state.retained.remove(&msg.topic);
+                    // An empty retained message clears the topic.
                 } else if state.retained.len() < self.limits.max_retained
-                    || state.retained.contains_key(&msg.topic)
+                    && state.retained_bytes + msg.payload.len() <= self.limits.max_retained_bytes
                 {
+                    state.retained_bytes += msg.payload.len();
                     state.retained.insert(msg.topic.clone(), msg.clone());
                 } else {
                     metrics::counter!("tributary_mqtt_retained_refused_total").increment(1);
@@ -256,7 +286,15 @@ impl Broker {
             drop_session(&mut inner, s);
         }
         for space in inner.spaces.values_mut() {
-            space.retained.retain(|_, m| !m.expired(now));
+            let mut freed = 0;
+            space.retained.retain(|_, m| {
+                let keep = !m.expired(now);
+                if !keep {
+                    freed += m.payload.len();
+                }
+                keep
+            });
+            space.retained_bytes -= freed;
         }
         inner
             .spaces
@@ -278,6 +316,12 @@ fn drop_session(inner: &mut Inner, session: &Arc<Session>) {
         .is_some_and(|s| Arc::ptr_eq(s, session))
     {
         inner.sessions.remove(&key);
+        if let Some(n) = inner.per_space.get_mut(&session.space) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inner.per_space.remove(&session.space);
+            }
+        }
     }
     let filters: Vec<String> = session.lock().subs.drain().map(|(f, _)| f).collect();
     if let Some(space) = inner.spaces.get_mut(&session.space) {
@@ -307,6 +351,8 @@ mod tests {
             max_inflight: 10,
             max_subscriptions: 2,
             max_retained: 1,
+            max_retained_bytes: 1 << 20,
+            max_sessions_per_tenant: 3,
             max_session_expiry: Duration::from_secs(60),
         })
     }
@@ -332,8 +378,7 @@ mod tests {
             Space::Tenant(TenantId::new()),
             Space::Tenant(TenantId::new()),
         );
-        let (s1, _) = b.open(t1, "c", true);
-        let _k = s1.attach(1, Duration::ZERO);
+        let (s1, _, _k) = b.open(t1, "c", true, 1, Duration::ZERO).unwrap();
         b.subscribe(
             &s1,
             "#",
@@ -345,7 +390,7 @@ mod tests {
         assert_eq!(b.publish(t1, msg("a", false)), 1);
         assert_eq!(b.publish(t1, msg("r1", true)), 1);
         b.publish(t1, msg("r2", true));
-        let (s2, _) = b.open(t1, "d", true);
+        let (s2, _, _k2) = b.open(t1, "d", true, 2, Duration::ZERO).unwrap();
         let retained = b
             .subscribe(
                 &s2,
@@ -377,9 +422,8 @@ mod tests {
     fn persistent_sessions_survive_reopen_and_clean_ones_do_not() {
         let b = broker();
         let t = Space::Tenant(TenantId::new());
-        let (s, present) = b.open(t, "c", false);
+        let (s, present, _k) = b.open(t, "c", false, 1, Duration::from_secs(60)).unwrap();
         assert!(!present);
-        let _k = s.attach(1, Duration::from_secs(60));
         b.subscribe(&s, "a", sub(QoS::AtLeastOnce), RetainForwardRule::Never)
             .unwrap();
         assert!(s.detach(1, Duration::from_secs(60)));
@@ -388,20 +432,31 @@ mod tests {
             1,
             "queued for the offline session"
         );
-        let (again, present) = b.open(t, "c", false);
+        let (again, present, _k) = b.open(t, "c", false, 2, Duration::from_secs(60)).unwrap();
         assert!(present && Arc::ptr_eq(&s, &again));
         assert_eq!(again.backlog().0, 1);
-        let (fresh, present) = b.open(t, "c", true);
+        let (fresh, present, _k) = b.open(t, "c", true, 3, Duration::ZERO).unwrap();
         assert!(!present && !Arc::ptr_eq(&s, &fresh));
         assert_eq!(
             b.publish(t, msg("a", false)),
             0,
             "old subscriptions are gone"
         );
+        // A session without expiry is not carried on by a later persistent connect.
+        let (carried, present, _k) = b.open(t, "c", false, 4, Duration::from_secs(60)).unwrap();
+        assert!(!present && !Arc::ptr_eq(&fresh, &carried));
         // A detached session with zero expiry is swept.
-        let _k = fresh.attach(2, Duration::ZERO);
-        fresh.detach(2, Duration::ZERO);
+        carried.detach(4, Duration::ZERO);
         b.sweep();
         assert_eq!(b.session_count(), 0);
+        // The per-tenant session limit holds.
+        for i in 0..3 {
+            assert!(b
+                .open(t, &format!("s{i}"), true, 10 + i, Duration::ZERO)
+                .is_some());
+        }
+        assert!(b
+            .open(t, "one-too-many", true, 20, Duration::ZERO)
+            .is_none());
     }
 }

@@ -335,11 +335,15 @@ pub fn pubcomp(pkid: u16, known: bool) -> Packet {
     })
 }
 
-/// A PUBREL for a QoS 2 delivery.
-pub fn pubrel(pkid: u16) -> Packet {
+/// A PUBREL for a QoS 2 delivery, or one saying the packet id was unknown.
+pub fn pubrel(pkid: u16, known: bool) -> Packet {
     Packet::PubRel(PubRel {
         pkid,
-        reason: PubRelReason::Success,
+        reason: if known {
+            PubRelReason::Success
+        } else {
+            PubRelReason::PacketIdentifierNotFound
+        },
         properties: None,
     })
 }

@@ -30,6 +30,8 @@ use crate::topic;
 
 /// Topic aliases a client may use (MQTT 5).
 const TOPIC_ALIAS_MAX: u16 = 64;
+/// Longest a write to the client may take before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +52,18 @@ pub enum ConnError {
 
 /// Who is on the other end.
 enum Peer {
-    /// A device, using the ThingsBoard device API (with its access token, if it used one).
-    Device(Device, Option<String>),
+    /// A device, using the ThingsBoard device API, and how it authenticated.
+    Device(Device, DeviceCredential),
     /// A client of the tenant's broker, with its API key or access token.
     Client(Principal, String),
+}
+
+/// What a device connected with, to check again later.
+enum DeviceCredential {
+    /// Its access token.
+    Token(String),
+    /// Its MQTT username, and the password hash it matched.
+    Mqtt(String, String),
 }
 
 /// How the packet loop ended.
@@ -94,14 +104,27 @@ async fn authenticate(
         .device_by_mqtt(username, password, client_id)
         .await
     {
-        Ok(Some(d)) => Some(Peer::Device(d, None)),
+        Ok(Some(d)) => {
+            // Remember the hash the password matched: a changed password ends the connection.
+            let hash = match state.meta.device_by_mqtt_username(username).await {
+                Ok(Some((_, hash))) => hash,
+                _ => return None,
+            };
+            Some(Peer::Device(
+                d,
+                DeviceCredential::Mqtt(username.to_string(), hash),
+            ))
+        }
         _ => by_token(state, username).await,
     }
 }
 
 async fn by_token(state: &MqttState, token: &str) -> Option<Peer> {
     let device = state.auth.device(token).await.ok().flatten()?;
-    Some(Peer::Device(device, Some(token.to_string())))
+    Some(Peer::Device(
+        device,
+        DeviceCredential::Token(token.to_string()),
+    ))
 }
 
 /// Serves one connection to its end.
@@ -165,9 +188,18 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Peer::Device(d, _) => Space::Device(d.id),
         Peer::Client(p, _) => Space::Tenant(p.tenant),
     };
-    let (session, present) = state.broker.open(space, &client_id, connect.clean_start);
     let conn_id = state.broker.next_serial();
-    let kicked = session.attach(conn_id, expiry);
+    let Some((session, present, kicked)) =
+        state
+            .broker
+            .open(space, &client_id, connect.clean_start, conn_id, expiry)
+    else {
+        io.send(connack(ConnectReturnCode::QuotaExceeded, false, None))
+            .await?;
+        return Err(ConnError::Protocol(
+            "the tenant has as many MQTT sessions as allowed".into(),
+        ));
+    };
 
     let limits = state.broker.limits();
     let ack_props = ConnAckProperties {
@@ -223,15 +255,17 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         aliases: HashMap::new(),
         keep_alive,
         expiry,
+        conn_id,
     };
     let end = conn.serve(kicked, &mut shutdown).await;
     let expiry = conn.expiry;
+    let revoked = matches!(end, Err(ConnError::Unauthorized));
     let (end, result) = match end {
         Ok(e) => (e, Ok(())),
         Err(e) => (End::Lost, Err(e)),
     };
-    // The will goes out unless the client said goodbye normally.
-    let send_will = matches!(end, End::Lost | End::TakenOver | End::Disconnect(true));
+    // The will goes out unless the client said goodbye normally (or lost its credential).
+    let send_will = !revoked && matches!(end, End::Lost | End::TakenOver | End::Disconnect(true));
     if let (true, Some(will)) = (send_will, will) {
         publish_will(&state, &conn, will);
     }
@@ -292,14 +326,20 @@ fn publish_will<S>(state: &MqttState, conn: &Connection<S>, will: LastWill) {
         conn.session.space,
         conn.session.clone(),
     );
+    // The will is due at the will delay or when the session ends, whichever is first.
+    let delay = delay.min(conn.expiry);
     if delay.is_zero() {
         broker.publish(space, msg);
         return;
     }
+    let cancelled = session.pending_will();
     tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        if !session.attached() {
-            broker.publish(space, msg);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {
+                broker.publish(space, msg);
+            }
+            // Resumed (or replaced) in time: no will.
+            _ = cancelled => {}
         }
     });
 }
@@ -316,6 +356,8 @@ struct Connection<S> {
     aliases: HashMap<u16, String>,
     keep_alive: Option<Duration>,
     expiry: Duration,
+    /// This connection's number (the session's owner while attached).
+    conn_id: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -332,10 +374,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut recheck = tokio::time::interval(self.state.config.auth_recheck);
         recheck.tick().await;
         loop {
-            for out in self.session.take_sendable(self.window) {
+            for out in self.session.take_sendable(self.conn_id, self.window) {
                 self.queue_outgoing(out)?;
             }
-            self.io.flush().await?;
+            // A client that stops reading must not hold this task (and its slot) forever.
+            tokio::time::timeout(WRITE_TIMEOUT, self.io.flush())
+                .await
+                .map_err(|_| ConnError::Protocol("the client stopped reading".into()))??;
             let deadline = self
                 .keep_alive
                 .map(|k| heard + k)
@@ -380,11 +425,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Peer::Client(_, bearer) => self.state.auth.authenticate(bearer).await.is_ok(),
             // A rotated token or a deleted device ends the connection; a store
             // error does not.
-            Peer::Device(_, Some(token)) => {
+            Peer::Device(_, DeviceCredential::Token(token)) => {
                 !matches!(self.state.auth.device(token).await, Ok(None))
             }
-            Peer::Device(d, None) => {
-                !matches!(self.state.meta.get_device(d.tenant, d.id).await, Ok(None))
+            Peer::Device(d, DeviceCredential::Mqtt(username, hash)) => {
+                match self.state.meta.device_by_mqtt_username(username).await {
+                    Ok(Some((now, now_hash))) => now.id == d.id && now_hash == *hash,
+                    Ok(None) => false,
+                    Err(_) => true,
+                }
             }
         }
     }
@@ -409,7 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     fn queue_outgoing(&mut self, out: Outgoing) -> Result<(), ConnError> {
         let packet = match out {
-            Outgoing::Release(pkid) => codec::pubrel(pkid),
+            Outgoing::Release(pkid) => codec::pubrel(pkid, true),
             Outgoing::Publish(pkid, d, dup) => {
                 let packet = self.publish_packet(pkid, &d, dup);
                 if self
@@ -418,7 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 {
                     // MQTT 5: a message larger than the client accepts is dropped.
                     if pkid != 0 {
-                        self.session.complete(pkid);
+                        self.session.complete(self.conn_id, pkid);
                     }
                     metrics::counter!("tributary_mqtt_messages_dropped_total").increment(1);
                     return Ok(());
@@ -459,17 +508,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         match packet {
             Packet::Publish(p) => self.on_publish(p).await?,
             Packet::PubAck(a) => {
-                self.session.complete(a.pkid);
+                self.session.complete(self.conn_id, a.pkid);
             }
             Packet::PubRec(r) => {
-                self.session.received(r.pkid);
-                self.io.queue(codec::pubrel(r.pkid))?;
+                if matches!(
+                    r.reason,
+                    PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+                ) {
+                    let known = self.session.received(self.conn_id, r.pkid);
+                    self.io.queue(codec::pubrel(r.pkid, known))?;
+                } else {
+                    // MQTT 5: a PUBREC with an error reason ends the exchange.
+                    self.session.complete(self.conn_id, r.pkid);
+                }
             }
             Packet::PubComp(c) => {
-                self.session.complete(c.pkid);
+                self.session.complete(self.conn_id, c.pkid);
             }
             Packet::PubRel(r) => {
-                let known = self.session.lock().incoming.remove(&r.pkid);
+                let known = self.session.lock().incoming.remove(&r.pkid).is_some();
                 self.io.queue(codec::pubcomp(r.pkid, known))?;
             }
             Packet::Subscribe(s) => self.on_subscribe(s)?,
@@ -516,17 +573,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let topic = self.resolve_topic(&p).await?;
         if p.qos == QoS::ExactlyOnce {
             let max = usize::from(self.state.broker.limits().max_inflight);
-            let (seen, full) = {
-                let mut st = self.session.lock();
-                let seen = st.incoming.contains(&p.pkid);
-                let full = !seen && st.incoming.len() >= max;
-                if !seen && !full {
-                    st.incoming.insert(p.pkid);
-                }
-                (seen, full)
-            };
+            let (seen, full) = self.claim_qos2(p.pkid, max).await;
             if seen {
-                // A resend of a QoS 2 publish already handled: acknowledge again, once.
+                // A resend of a QoS 2 publish already handled (and durable):
+                // acknowledge again, without handling it twice.
                 self.io
                     .queue(codec::pubrec(p.pkid, PubRecReason::Success))?;
                 return Ok(());
@@ -549,7 +599,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Peer::Client(principal, _) => self.client_publish(principal, topic, &p),
         };
         let (code, text) = match outcome {
-            Ok(matched) => (matched, None),
+            Ok(matched) => {
+                if p.qos == QoS::ExactlyOnce {
+                    self.session.lock().incoming.insert(p.pkid, true);
+                }
+                (matched, None)
+            }
             Err(refusal) => {
                 if p.qos == QoS::ExactlyOnce {
                     self.session.lock().incoming.remove(&p.pkid);
@@ -577,6 +632,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             QoS::ExactlyOnce => self.io.queue(codec::pubrec(p.pkid, rec_reason(code)))?,
         }
         Ok(())
+    }
+
+    /// Claims a QoS 2 packet id for handling: (already handled, too many in
+    /// flight). If another connection of the session is still handling the
+    /// same id (a resend after take-over), waits for its outcome, so a resend
+    /// is acknowledged only once the first attempt is durable.
+    async fn claim_qos2(&self, pkid: u16, max: usize) -> (bool, bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let mut st = self.session.lock();
+                match st.incoming.get(&pkid).copied() {
+                    Some(true) => return (true, false),
+                    Some(false) if Instant::now() < deadline => {}
+                    _ => {
+                        if st.incoming.len() >= max {
+                            return (false, true);
+                        }
+                        st.incoming.insert(pkid, false);
+                        return (false, false);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// The topic of a publish, through MQTT 5 topic aliases.

@@ -35,7 +35,7 @@ pub enum RpcError {
 
 impl Calls {
     fn register(&self, device: DeviceId) -> (u32, oneshot::Receiver<Bytes>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let (tx, rx) = oneshot::channel();
         self.lock().insert((device, id), tx);
         (id, rx)
@@ -62,6 +62,15 @@ impl Calls {
     }
 }
 
+/// Removes a call's entry when dropped.
+struct Forget<'a>(&'a Calls, DeviceId, u32);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1, self.2);
+    }
+}
+
 impl Broker {
     /// Sends an RPC request (`{"method":…,"params":…}`) to a device; a two-way
     /// call waits up to `timeout` for its answer, a one-way call returns `None`
@@ -74,25 +83,23 @@ impl Broker {
         oneway: bool,
     ) -> Result<Option<Bytes>, RpcError> {
         let (id, rx) = self.calls.register(device);
+        // However this call ends (answer, timeout, or the HTTP caller leaving),
+        // its entry goes.
+        let _forget = Forget(&self.calls, device, id);
         let msg = Message::server(
             format!("v1/devices/me/rpc/request/{id}"),
             request.to_string(),
             QoS::AtLeastOnce,
         );
         if self.publish(Space::Device(device), msg) == 0 {
-            self.calls.forget(device, id);
             return Err(RpcError::Offline);
         }
         if oneway {
-            self.calls.forget(device, id);
             return Ok(None);
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => Ok(Some(answer)),
-            _ => {
-                self.calls.forget(device, id);
-                Err(RpcError::Timeout(timeout))
-            }
+            _ => Err(RpcError::Timeout(timeout)),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! flight, and which connection (if any) it is attached to. A session outlives
 //! its connection when the client asked for a persistent one.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -137,11 +137,14 @@ pub struct State {
     queue: VecDeque<Delivery>,
     inflight: BTreeMap<u16, InFlight>,
     next_pkid: u16,
-    /// QoS 2 packet ids received and PUBREC'd, waiting for PUBREL.
-    pub incoming: HashSet<u16>,
+    /// QoS 2 packet ids received: `false` while being handled, `true` once
+    /// PUBREC'd (until PUBREL).
+    pub incoming: HashMap<u16, bool>,
     /// The attached connection (0: none).
     owner: u64,
     kick: Option<oneshot::Sender<()>>,
+    /// Dropping it cancels a pending delayed will of this session.
+    will: Option<oneshot::Sender<()>>,
     /// How long the session lives after its connection ends.
     pub expiry: Duration,
     /// When its last connection ended (None while attached).
@@ -172,9 +175,10 @@ impl Session {
                 queue: VecDeque::new(),
                 inflight: BTreeMap::new(),
                 next_pkid: 0,
-                incoming: HashSet::new(),
+                incoming: HashMap::new(),
                 owner: 0,
                 kick: None,
+                will: None,
                 expiry: Duration::ZERO,
                 detached_at: Some(Instant::now()),
             }),
@@ -217,7 +221,21 @@ impl Session {
         st.owner = conn;
         st.expiry = expiry;
         st.detached_at = None;
+        // A resumed session cancels its pending will.
+        st.will = None;
         rx
+    }
+
+    /// Registers a pending delayed will; it is cancelled when the session is resumed.
+    pub fn pending_will(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().will = Some(tx);
+        rx
+    }
+
+    /// How long the session lives after its connection ends.
+    pub fn expiry(&self) -> Duration {
+        self.lock().expiry
     }
 
     /// Tells the attached connection (if any) to leave.
@@ -264,11 +282,15 @@ impl Session {
     }
 
     /// Takes queued deliveries while fewer than `window` QoS 1/2 messages are
-    /// in flight, assigning packet ids; expired messages are dropped.
-    pub fn take_sendable(&self, window: usize) -> Vec<Outgoing> {
+    /// in flight, assigning packet ids; expired messages are dropped. Nothing
+    /// unless connection `conn` still owns the session.
+    pub fn take_sendable(&self, conn: u64, window: usize) -> Vec<Outgoing> {
         let now = Instant::now();
         let mut st = self.lock();
         let mut out = Vec::new();
+        if st.owner != conn {
+            return out;
+        }
         while st.inflight.len() < window {
             let Some(d) = st.queue.pop_front() else { break };
             if d.msg.expired(now) {
@@ -291,14 +313,19 @@ impl Session {
         out
     }
 
-    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the client: the delivery is done.
-    pub fn complete(&self, pkid: u16) -> bool {
-        self.lock().inflight.remove(&pkid).is_some()
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) on connection `conn`: the delivery is done.
+    pub fn complete(&self, conn: u64, pkid: u16) -> bool {
+        let mut st = self.lock();
+        st.owner == conn && st.inflight.remove(&pkid).is_some()
     }
 
-    /// PUBREC from the client: true if the packet id was in flight at QoS 2.
-    pub fn received(&self, pkid: u16) -> bool {
-        match self.lock().inflight.get_mut(&pkid) {
+    /// PUBREC on connection `conn`: true if the packet id was in flight at QoS 2.
+    pub fn received(&self, conn: u64, pkid: u16) -> bool {
+        let mut st = self.lock();
+        if st.owner != conn {
+            return false;
+        }
+        match st.inflight.get_mut(&pkid) {
             Some(f) if f.delivery.qos == QoS::ExactlyOnce => {
                 f.released = true;
                 true
@@ -345,15 +372,17 @@ mod tests {
         for i in 0..5 {
             assert!(s.enqueue(delivery(QoS::AtLeastOnce, &format!("t/{i}")), 10));
         }
-        let first = s.take_sendable(2);
+        let first = s.take_sendable(7, 2);
         assert_eq!(first.len(), 2);
-        assert!(s.take_sendable(2).is_empty());
+        assert!(s.take_sendable(7, 2).is_empty());
+        assert!(s.take_sendable(8, 2).is_empty(), "not the owner");
         let Outgoing::Publish(pkid, _, false) = first[0] else {
             panic!("expected a publish")
         };
-        assert!(s.complete(pkid));
-        assert!(!s.complete(pkid));
-        assert_eq!(s.take_sendable(2).len(), 1);
+        assert!(!s.complete(8, pkid), "not the owner");
+        assert!(s.complete(7, pkid));
+        assert!(!s.complete(7, pkid));
+        assert_eq!(s.take_sendable(7, 2).len(), 1);
         assert_eq!(s.backlog(), (2, 2));
     }
 
@@ -371,11 +400,11 @@ mod tests {
         let mut kick1 = s.attach(1, Duration::from_secs(60));
         s.enqueue(delivery(QoS::ExactlyOnce, "a"), 10);
         s.enqueue(delivery(QoS::AtLeastOnce, "b"), 10);
-        let sent = s.take_sendable(10);
+        let sent = s.take_sendable(1, 10);
         let Outgoing::Publish(p1, _, _) = sent[0] else {
             panic!()
         };
-        assert!(s.received(p1));
+        assert!(s.received(1, p1));
         let _kick2 = s.attach(2, Duration::from_secs(60));
         assert!(kick1.try_recv().is_ok(), "the old connection is kicked");
         assert!(

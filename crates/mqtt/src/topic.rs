@@ -1,15 +1,24 @@
 //! Topic names and filters: validation, and matching with MQTT's `$` rule
 //! (a filter starting with a wildcard never matches a topic starting with `$`).
 
-/// Whether `topic` may be published to: non-empty, no wildcards, no NUL.
+/// Most levels a topic or filter may have (as Mosquitto): the subscription
+/// index walks levels recursively, so depth must be bounded.
+pub const MAX_LEVELS: usize = 200;
+
+fn shallow(t: &str) -> bool {
+    t.bytes().filter(|b| *b == b'/').count() < MAX_LEVELS
+}
+
+/// Whether `topic` may be published to: non-empty, no wildcards, no NUL,
+/// at most [`MAX_LEVELS`] levels.
 pub fn valid_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+    !topic.is_empty() && !topic.contains(['+', '#', '\0']) && shallow(topic)
 }
 
 /// Whether `filter` is a well-formed subscription: `+` fills a whole level,
 /// `#` fills the last one.
 pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.contains('\0') {
+    if filter.is_empty() || filter.contains('\0') || !shallow(filter) {
         return false;
     }
     let levels = filter.split('/').count();
@@ -59,6 +68,10 @@ mod tests {
         for bad in ["", "a/#/c", "a#", "a/b+", "##", "a/\0"] {
             assert!(!valid_filter(bad), "{bad}");
         }
+        let deep = "a/".repeat(MAX_LEVELS) + "a";
+        assert!(!valid_filter(&deep) && !valid_name(&deep));
+        let ok = "a/".repeat(MAX_LEVELS - 1) + "a";
+        assert!(valid_filter(&ok) && valid_name(&ok));
         assert!(valid_name("a/b") && valid_name("/"));
         assert!(!valid_name("a/+") && !valid_name("#") && !valid_name(""));
     }

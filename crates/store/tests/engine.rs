@@ -193,10 +193,18 @@ async fn compaction_merges_blocks_and_keeps_every_newest_point() {
             e.apply(&[(lsn, &b)]).await.unwrap();
             e.close().await;
         }
-        assert!(blocks(dir.path()) < 10, "{} block files after 20 seals", blocks(dir.path()));
+        assert!(
+            blocks(dir.path()) < 10,
+            "{} block files after 20 seals",
+            blocks(dir.path())
+        );
         let r = e.query(t, d, &all()).await.unwrap();
         assert_eq!(r["v"].len(), 201);
-        assert_eq!(r["v"][0].value, Value::Int(20), "the newest rewrite of ts 0 wins");
+        assert_eq!(
+            r["v"][0].value,
+            Value::Int(20),
+            "the newest rewrite of ts 0 wins"
+        );
     }
     let e = Engine::open(dir.path(), config(1_000_000)).await.unwrap();
     let r = e.query(t, d, &all()).await.unwrap();

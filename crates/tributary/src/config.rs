@@ -164,6 +164,10 @@ pub struct Config {
     pub mqtt_max_subscriptions: usize,
     /// Retained MQTT messages per tenant.
     pub mqtt_max_retained_per_tenant: usize,
+    /// Payload bytes of retained MQTT messages per tenant.
+    pub mqtt_max_retained_bytes_per_tenant: usize,
+    /// MQTT sessions (connected or persistent) per tenant broker, and per device.
+    pub mqtt_max_sessions_per_tenant: usize,
     /// Longest a disconnected persistent MQTT session is kept (seconds).
     pub mqtt_max_session_expiry_secs: u64,
 
@@ -228,6 +232,8 @@ impl Default for Config {
             mqtt_max_queued_messages: 1000,
             mqtt_max_subscriptions: 100,
             mqtt_max_retained_per_tenant: 10_000,
+            mqtt_max_retained_bytes_per_tenant: 64 * 1024 * 1024,
+            mqtt_max_sessions_per_tenant: 10_000,
             mqtt_max_session_expiry_secs: 24 * 3600,
             series_store: SeriesStoreKind::Engine,
             tsdb_max_head_points: 1_000_000,

@@ -86,6 +86,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_inflight: config.mqtt_max_inflight,
         max_subscriptions: config.mqtt_max_subscriptions,
         max_retained: config.mqtt_max_retained_per_tenant,
+        max_retained_bytes: config.mqtt_max_retained_bytes_per_tenant,
+        max_sessions_per_tenant: config.mqtt_max_sessions_per_tenant,
         max_session_expiry: Duration::from_secs(config.mqtt_max_session_expiry_secs),
     });
     let pipeline = Pipeline::start(

@@ -21,7 +21,8 @@ async fn load_then_kill_9(s: Server, dev: &str, round: i64, acked: &Acked, more:
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let (base, dev, acked, stop) = (s.base.clone(), dev.to_string(), acked.clone(), stop.clone());
+        let (base, dev, acked, stop) =
+            (s.base.clone(), dev.to_string(), acked.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let http = client();
             let mut seq = 0i64;

@@ -214,7 +214,13 @@ impl BlockWriter {
     }
 
     /// Appends one series' points (sorted by timestamp); nothing for none.
-    pub fn add(&mut self, tenant: TenantId, device: DeviceId, key: &str, points: &[Entry]) -> Result<(), BlockError> {
+    pub fn add(
+        &mut self,
+        tenant: TenantId,
+        device: DeviceId,
+        key: &str,
+        points: &[Entry],
+    ) -> Result<(), BlockError> {
         let (Some(first), Some(last)) = (points.first(), points.last()) else {
             return Ok(());
         };
@@ -252,13 +258,10 @@ impl BlockWriter {
         tail.extend_from_slice(&crc32fast::hash(&index_bytes).to_le_bytes());
         tail.extend_from_slice(MAGIC);
         self.out.write_all(&tail).map_err(io_err(&self.tmp))?;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| BlockError::Io {
-                path: self.tmp.clone(),
-                source: e.into_error(),
-            })?;
+        let file = self.out.into_inner().map_err(|e| BlockError::Io {
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(io_err(&self.tmp))?;
         drop(file);
         fs::rename(&self.tmp, &path).map_err(io_err(&path))?;

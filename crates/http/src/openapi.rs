@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         (name = "attributes", description = "Device attributes (client, server, shared)"),
         (name = "telemetry", description = "Telemetry queries and the live feed"),
         (name = "device-api", description = "ThingsBoard-compatible device API (authenticated by the device token in the path)"),
+        (name = "line-protocol", description = "InfluxDB line-protocol writes (v1 and v2 APIs), for Telegraf and InfluxDB client libraries; authenticated by an API key"),
         (name = "audit", description = "Audit log"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )

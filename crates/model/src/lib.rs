@@ -3,6 +3,7 @@
 
 pub mod device_json;
 pub mod ids;
+pub mod line_protocol;
 pub mod point;
 pub mod profile;
 pub mod time;

@@ -4,7 +4,7 @@
 //! and keep-alive — until the client leaves, breaks the protocol, is taken
 //! over, loses its credential, or the server stops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 use tributary_auth::policy::Action;
 use tributary_auth::Principal;
+use tributary_pipeline::{Durable, WalError};
 use tributary_store::Device;
 
 use crate::broker::{min_qos, SubscribeError};
 use crate::codec::{self, CodecError, Framed, Version};
-use crate::device::{self, Refusal};
+use crate::device::{self, Handled, Refusal};
 use crate::listener::MqttState;
 use crate::session::{Delivery, Message, Outgoing, Session, Space, SubOptions};
 use crate::topic;
@@ -256,6 +257,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         keep_alive,
         expiry,
         conn_id,
+        pending: VecDeque::new(),
     };
     let end = conn.serve(kicked, &mut shutdown).await;
     let expiry = conn.expiry;
@@ -358,6 +360,10 @@ struct Connection<S> {
     expiry: Duration,
     /// This connection's number (the session's owner while attached).
     conn_id: u64,
+    /// QoS 0/1 telemetry on its way into the log, oldest first: acknowledged
+    /// in order as each becomes durable, so one connection can keep several
+    /// batches in one group commit.
+    pending: VecDeque<(u16, QoS, Durable)>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -403,6 +409,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 }
                 _ = self.session.notified() => {}
+                durable = next_durable(&mut self.pending) => {
+                    self.acknowledge(durable).await?;
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     if self.keep_alive.is_some() {
                         self.disconnect(DisconnectReasonCode::KeepAliveTimeout, "keep-alive expired").await;
@@ -569,8 +578,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(None)
     }
 
+    /// Acknowledges the oldest pending telemetry once it is durable.
+    async fn acknowledge(&mut self, durable: Result<u64, WalError>) -> Result<(), ConnError> {
+        let Some((pkid, qos, _)) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        match durable {
+            Ok(_) if qos == QoS::AtLeastOnce => {
+                self.io
+                    .queue(codec::puback(pkid, PubAckReason::Success, None))?
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let refusal = device::unavailable(format!("telemetry not stored: {e}"));
+                if self.v5 && qos == QoS::AtLeastOnce {
+                    self.io
+                        .queue(codec::puback(pkid, refusal.code, Some(refusal.detail)))?;
+                } else {
+                    self.disconnect(
+                        DisconnectReasonCode::ImplementationSpecificError,
+                        &refusal.detail,
+                    )
+                    .await;
+                    return Err(ConnError::Rejected(refusal.detail));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every pending telemetry and acknowledges it (acknowledgements
+    /// go out in the order the publishes came).
+    async fn drain_pending(&mut self) -> Result<(), ConnError> {
+        while !self.pending.is_empty() {
+            let durable = next_durable(&mut self.pending).await;
+            self.acknowledge(durable).await?;
+        }
+        Ok(())
+    }
+
     async fn on_publish(&mut self, p: Publish) -> Result<(), ConnError> {
         let topic = self.resolve_topic(&p).await?;
+        // QoS 0/1 telemetry of a device is pipelined; anything else is
+        // acknowledged at once, so what is pending goes first.
+        let pipelined = matches!(self.peer, Peer::Device(..))
+            && topic == device::TELEMETRY
+            && p.qos != QoS::ExactlyOnce;
+        if !pipelined {
+            self.drain_pending().await?;
+        }
         if p.qos == QoS::ExactlyOnce {
             let max = usize::from(self.state.broker.limits().max_inflight);
             let (seen, full) = self.claim_qos2(p.pkid, max).await;
@@ -592,9 +648,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let outcome = match &self.peer {
             Peer::Device(d, _) => {
-                device::publish(&self.state, d, &self.session, &topic, &p.payload)
-                    .await
-                    .map(|()| PubAckReason::Success)
+                match device::publish(&self.state, d, &self.session, &topic, &p.payload).await {
+                    Ok(Handled::Done) => Ok(PubAckReason::Success),
+                    Ok(Handled::Telemetry(batch)) if pipelined => {
+                        if self.pending.len() >= self.window {
+                            let durable = next_durable(&mut self.pending).await;
+                            self.acknowledge(durable).await?;
+                        }
+                        let durable = self.state.pipeline.submit(batch).await.map_err(|e| {
+                            ConnError::Rejected(format!("telemetry not stored: {e}"))
+                        })?;
+                        self.pending.push_back((p.pkid, p.qos, durable));
+                        return Ok(());
+                    }
+                    // QoS 2: durable before PUBREC, one at a time.
+                    Ok(Handled::Telemetry(batch)) => self
+                        .state
+                        .pipeline
+                        .append(batch)
+                        .await
+                        .map(|_| PubAckReason::Success)
+                        .map_err(|e| device::unavailable(format!("telemetry not stored: {e}"))),
+                    Err(r) => Err(r),
+                }
             }
             Peer::Client(principal, _) => self.client_publish(principal, topic, &p),
         };
@@ -815,6 +891,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             Err(SubscribeError::Quota) => SubscribeReasonCode::QuotaExceeded,
         }
+    }
+}
+
+/// Resolves when the oldest pending telemetry is durable (never, when none is pending).
+async fn next_durable(pending: &mut VecDeque<(u16, QoS, Durable)>) -> Result<u64, WalError> {
+    match pending.front_mut() {
+        Some((_, _, durable)) => durable.await,
+        None => std::future::pending().await,
     }
 }
 

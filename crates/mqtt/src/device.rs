@@ -43,17 +43,41 @@ impl Refusal {
     }
 }
 
-/// Handles a device's publish on `topic`.
+/// What a device's publish turned into.
+pub enum Handled {
+    /// Done (attributes stored, request answered…).
+    Done,
+    /// Valid telemetry, to be made durable before it is acknowledged.
+    Telemetry(Batch),
+}
+
+/// Handles a device's publish on `topic`; telemetry is parsed and validated
+/// here and returned for the caller to log.
 pub async fn publish(
     state: &MqttState,
     device: &Device,
     session: &Arc<Session>,
     topic: &str,
     payload: &Bytes,
-) -> Result<(), Refusal> {
+) -> Result<Handled, Refusal> {
     if topic == TELEMETRY {
-        telemetry(state, device, payload).await
-    } else if topic == ATTRIBUTES {
+        return telemetry(state, device, payload)
+            .await
+            .map(Handled::Telemetry);
+    }
+    other(state, device, session, topic, payload)
+        .await
+        .map(|()| Handled::Done)
+}
+
+async fn other(
+    state: &MqttState,
+    device: &Device,
+    session: &Arc<Session>,
+    topic: &str,
+    payload: &Bytes,
+) -> Result<(), Refusal> {
+    if topic == ATTRIBUTES {
         attributes(state, device, payload).await
     } else if let Some(id) = topic.strip_prefix(ATTRIBUTE_REQUEST) {
         attribute_request(state, device, session, id, payload).await
@@ -73,8 +97,8 @@ pub async fn publish(
     }
 }
 
-/// Parses, validates and durably logs a telemetry payload.
-async fn telemetry(state: &MqttState, device: &Device, payload: &[u8]) -> Result<(), Refusal> {
+/// Parses and validates a telemetry payload into a batch.
+async fn telemetry(state: &MqttState, device: &Device, payload: &[u8]) -> Result<Batch, Refusal> {
     let points = parse_telemetry(payload, now_ns(), &state.config.parse_limits).map_err(|e| {
         let reason = if matches!(e, ParseError::Json(_)) {
             "malformed"
@@ -94,19 +118,15 @@ async fn telemetry(state: &MqttState, device: &Device, payload: &[u8]) -> Result
         }
         Err(e) => return Err(unavailable(e.to_string())),
     }
-    state
-        .pipeline
-        .append(Batch {
-            tenant: device.tenant,
-            device: device.id,
-            points,
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| unavailable(format!("telemetry not stored: {e}")))
+    Ok(Batch {
+        tenant: device.tenant,
+        device: device.id,
+        points,
+    })
 }
 
-fn unavailable(detail: String) -> Refusal {
+/// The refusal for telemetry the log could not take.
+pub fn unavailable(detail: String) -> Refusal {
     Refusal::new(
         PubAckReason::ImplementationSpecificError,
         "unavailable",

@@ -39,6 +39,22 @@ pub struct Pipeline {
     sink_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// A submitted batch: resolves to its LSN once it is durable.
+pub struct Durable(oneshot::Receiver<Result<u64, WalError>>);
+
+impl std::future::Future for Durable {
+    type Output = Result<u64, WalError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(WalError::Closed)))
+    }
+}
+
 impl Pipeline {
     /// Recovers the log, replays what `sink` has not applied, and starts the writer.
     pub async fn start(
@@ -123,6 +139,13 @@ impl Pipeline {
 
     /// Logs `batch` durably and returns its LSN; only then may the sender be acknowledged.
     pub async fn append(&self, batch: Batch) -> Result<u64, WalError> {
+        self.submit(batch).await?.await
+    }
+
+    /// Queues `batch` for the log (waiting only for room in the queue) and
+    /// returns what resolves to its LSN once it is durable, so a caller can
+    /// have several batches in flight and acknowledge them in order.
+    pub async fn submit(&self, batch: Batch) -> Result<Durable, WalError> {
         let tx = self
             .tx
             .read()
@@ -133,7 +156,7 @@ impl Pipeline {
         tx.send(AppendRequest { batch, reply })
             .await
             .map_err(|_| WalError::Closed)?;
-        rx.await.map_err(|_| WalError::Closed)?
+        Ok(Durable(rx))
     }
 
     /// The LSN of the last durable batch.

@@ -6,7 +6,7 @@ mod handle;
 pub mod sink;
 pub mod wal;
 
-pub use handle::{Pipeline, PipelineConfig};
+pub use handle::{Durable, Pipeline, PipelineConfig};
 pub use sink::{Committed, Listener, Sink, SinkError};
 pub use wal::WalError;
 

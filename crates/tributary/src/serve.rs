@@ -157,6 +157,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         auth,
         mqtt: Some(mqtt_state.clone()),
         profiles: profiles.clone(),
+        series_devices: Arc::default(),
         metrics,
         config: Arc::new(HttpConfig {
             max_body_bytes: config.http_max_body_bytes,

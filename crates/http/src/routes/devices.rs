@@ -337,6 +337,7 @@ pub async fn update(
     {
         Updated::Ok(d) => {
             s.auth.forget_device(d.id);
+            s.series_devices.forget(d.id);
             s.audit(p, &ip, "device.update", "device", Some(&id), None)
                 .await;
             Ok(with_etag(d))
@@ -362,6 +363,7 @@ pub async fn delete(
         return Err(ApiError::not_found(format!("no device {id:?}")));
     }
     s.auth.forget_device(device);
+    s.series_devices.forget(device);
     s.series.delete_device(p.tenant, device).await?;
     s.audit(p, &ip, "device.delete", "device", Some(&id), None)
         .await;

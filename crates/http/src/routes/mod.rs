@@ -8,6 +8,7 @@ mod auth;
 mod device_api;
 mod devices;
 mod groups;
+pub mod line_write;
 mod members;
 mod ops;
 mod profiles;
@@ -117,6 +118,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::live::ws::websocket))
         .routes(routes!(crate::live::sse::sse))
         .routes(routes!(device_api::telemetry))
+        .routes(routes!(line_write::write_v1))
+        .routes(routes!(line_write::write_v2))
+        .routes(routes!(line_write::ping))
+        .routes(routes!(line_write::query))
         .routes(routes!(
             device_api::post_attributes,
             device_api::get_attributes

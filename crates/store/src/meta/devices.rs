@@ -244,6 +244,22 @@ impl MetaStore {
         Ok(page::finish(devices, params))
     }
 
+    /// The device named `name` in `tenant`.
+    pub async fn device_by_name(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM devices WHERE tenant_id = ? AND name = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| device_from(&r)).transpose()
+    }
+
     /// One device of `tenant`; `None` when it does not exist or belongs to another tenant.
     pub async fn get_device(
         &self,

@@ -5,6 +5,7 @@ mod dashboard;
 mod durability;
 mod identity;
 mod ingest;
+mod line_protocol;
 mod live;
 mod live_feed;
 mod matrix;

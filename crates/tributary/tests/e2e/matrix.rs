@@ -62,6 +62,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("post", "/api/v1/{token}/telemetry"),
     ("post", "/api/v1/{token}/attributes"),
     ("get", "/api/v1/{token}/attributes"),
+    ("get", "/ping"),
+    ("post", "/query"),
 ];
 
 /// (method, OpenAPI path, rule).
@@ -97,6 +99,8 @@ const ENDPOINTS: &[(&str, &str, Rule)] = &[
         Rule::Write,
     ),
     ("post", "/api/v1/devices/{id}/rpc", Rule::Write),
+    ("post", "/write", Rule::Write),
+    ("post", "/api/v2/write", Rule::Write),
     ("get", "/api/v1/devices/{id}/attributes", Rule::Read),
     (
         "post",

@@ -1,0 +1,485 @@
+//! InfluxDB line-protocol writes, so Telegraf and InfluxDB client libraries
+//! write to Tributary unchanged: `POST /write` (v1) and `POST /api/v2/write`
+//! (v2), authenticated with an API key (`Authorization: Token …`, `Bearer`,
+//! Basic, or the v1 `u`/`p` parameters). Measurement plus tag set names a
+//! device (created on first write when the key may write); fields are its
+//! keys. A 204 means every point is durable; bad lines are answered in
+//! InfluxDB's style, naming the line, while the good ones are written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+use tributary_auth::policy::Action;
+use tributary_auth::{Authenticator, Principal};
+use tributary_model::line_protocol::{self, Line, LineError, Precision};
+use tributary_model::time::now_ns;
+use tributary_model::{Batch, Point, TenantId};
+use tributary_store::meta::NewDevice;
+use tributary_store::{Device, StoreError};
+use utoipa::IntoParams;
+
+use crate::extract::read_body;
+use crate::state::AppState;
+
+/// Longest device name a series key may become.
+const MAX_NAME: usize = 128;
+/// Devices remembered by series key (per process); cleared wholesale when full.
+const CACHE_ENTRIES: usize = 100_000;
+
+/// Devices by (tenant, series key), so steady writes skip the metadata store.
+#[derive(Default)]
+pub struct SeriesDevices(Mutex<HashMap<(TenantId, String), Device>>);
+
+impl SeriesDevices {
+    fn get(&self, tenant: TenantId, series: &str) -> Option<Device> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(tenant, series.to_string())).cloned()
+    }
+
+    fn put(&self, device: Device, series: String) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert((device.tenant, series), device);
+    }
+
+    /// Forgets a device (deleted or renamed).
+    pub fn forget(&self, device: tributary_model::DeviceId) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, d| d.id != device);
+    }
+}
+
+/// InfluxDB 1.x write parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct V1Params {
+    /// Database (accepted, not used: the key's tenant decides).
+    db: Option<String>,
+    /// Timestamp unit: n, u, ms, s, m, h (default n).
+    precision: Option<String>,
+    /// User name (any).
+    u: Option<String>,
+    /// Password: the API key.
+    p: Option<String>,
+}
+
+/// InfluxDB 2.x write parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct V2Params {
+    /// Organization (accepted, not used).
+    org: Option<String>,
+    /// Bucket (accepted, not used).
+    bucket: Option<String>,
+    /// Timestamp unit: ns, us, ms, s (default ns).
+    precision: Option<String>,
+}
+
+/// Which API's error style to answer in.
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    V1,
+    V2,
+}
+
+fn error(style: Style, status: StatusCode, code: &str, message: String) -> Response {
+    // InfluxDB's fields for its client libraries, and Tributary's problem
+    // fields (RFC 9457) like every other error of the API.
+    let mut body = match style {
+        Style::V1 => json!({ "error": message }),
+        Style::V2 => json!({ "code": code, "message": message }),
+    };
+    body["type"] = json!("/problems/line-protocol");
+    body["title"] = json!(status.canonical_reason().unwrap_or("Error"));
+    body["status"] = json!(status.as_u16());
+    body["detail"] = json!(message);
+    let mut res = (status, Json(body)).into_response();
+    res.headers_mut().insert(
+        "X-Influxdb-Error",
+        message
+            .chars()
+            .take(200)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| header::HeaderValue::from_static("error")),
+    );
+    res
+}
+
+fn credential(headers: &HeaderMap, password: Option<&str>) -> Option<String> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, value) = auth.split_once(' ').unwrap_or((auth, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "token" | "bearer" => return Some(value.trim().to_string()),
+            "basic" => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .ok()?;
+                let text = String::from_utf8(decoded).ok()?;
+                return text.split_once(':').map(|(_, p)| p.to_string());
+            }
+            _ => {}
+        }
+    }
+    password.map(str::to_string)
+}
+
+async fn principal(
+    auth: &Authenticator,
+    style: Style,
+    cred: Option<String>,
+) -> Result<Principal, Response> {
+    let unauthorized = |m: &str| {
+        error(
+            style,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            m.to_string(),
+        )
+    };
+    let Some(cred) = cred else {
+        return Err(unauthorized(
+            "authorization failed: give an API key as `Authorization: Token <key>` or p=<key>",
+        ));
+    };
+    let p = auth
+        .authenticate(&cred)
+        .await
+        .map_err(|_| unauthorized("authorization failed"))?;
+    p.require(Action::Write)
+        .map_err(|e| error(style, StatusCode::FORBIDDEN, "forbidden", e.to_string()))?;
+    Ok(p)
+}
+
+/// Write line protocol (InfluxDB 1.x API).
+#[utoipa::path(post, path = "/write", tag = "line-protocol", params(V1Params),
+    request_body(content = String, description = "InfluxDB line protocol, optionally gzip-encoded", content_type = "text/plain"),
+    responses((status = 204, description = "Every point is durable"),
+              (status = 400, description = "Some lines could not be parsed or stored; the others were written"),
+              (status = 401, description = "No or an unknown API key"), (status = 403, description = "The key may not write"),
+              (status = 413, description = "Body too large")))]
+pub async fn write_v1(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<V1Params>,
+    body: Body,
+) -> Response {
+    let _ = (&q.db, &q.u);
+    let cred = credential(&headers, q.p.as_deref());
+    write(&s, Style::V1, &headers, body, q.precision.as_deref(), cred).await
+}
+
+/// Write line protocol (InfluxDB 2.x API).
+#[utoipa::path(post, path = "/api/v2/write", tag = "line-protocol", params(V2Params),
+    request_body(content = String, description = "InfluxDB line protocol, optionally gzip-encoded", content_type = "text/plain"),
+    responses((status = 204, description = "Every point is durable"),
+              (status = 400, description = "Some lines could not be parsed or stored; the others were written"),
+              (status = 401, description = "No or an unknown API key"), (status = 403, description = "The key may not write"),
+              (status = 413, description = "Body too large")))]
+pub async fn write_v2(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<V2Params>,
+    body: Body,
+) -> Response {
+    let _ = (&q.org, &q.bucket);
+    let cred = credential(&headers, None);
+    write(&s, Style::V2, &headers, body, q.precision.as_deref(), cred).await
+}
+
+/// InfluxDB's liveness check, which client libraries and Telegraf call.
+#[utoipa::path(get, path = "/ping", tag = "line-protocol",
+    responses((status = 204, description = "Alive; `X-Influxdb-Version` names the API level served")))]
+pub async fn ping() -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().insert(
+        "X-Influxdb-Version",
+        header::HeaderValue::from_static("1.8.10-tributary"),
+    );
+    res.headers_mut()
+        .insert("X-Influxdb-Build", header::HeaderValue::from_static("OSS"));
+    res
+}
+
+/// Only `CREATE DATABASE` (which Telegraf sends on start) is answered; there is nothing to create.
+#[utoipa::path(post, path = "/query", tag = "line-protocol",
+    params(("q" = String, Query, description = "InfluxQL statement")),
+    responses((status = 200, description = "CREATE DATABASE accepted"), (status = 400, description = "Any other statement")))]
+pub async fn query(Query(q): Query<HashMap<String, String>>) -> Response {
+    let statement = q
+        .get("q")
+        .map(|s| s.trim().to_ascii_uppercase())
+        .unwrap_or_default();
+    if statement.starts_with("CREATE DATABASE") {
+        return Json(json!({"results": [{"statement_id": 0}]})).into_response();
+    }
+    error(
+        Style::V1,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        "Tributary takes line-protocol writes here; query data through /api/v1/devices/{id}/telemetry".into(),
+    )
+}
+
+async fn write(
+    s: &AppState,
+    style: Style,
+    headers: &HeaderMap,
+    body: Body,
+    precision: Option<&str>,
+    cred: Option<String>,
+) -> Response {
+    let p = match principal(&s.auth, style, cred).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(precision) = Precision::parse(precision.unwrap_or("")) else {
+        return error(
+            style,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "precision must be one of n, u, ms, s, m, h".into(),
+        );
+    };
+    let limit = s.config.max_body_bytes;
+    let raw = match read_body(headers, body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                style,
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                "invalid",
+                e.detail,
+            )
+        }
+    };
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let bytes = if gzip {
+        let mut out = Vec::new();
+        let read = flate2::read::GzDecoder::new(&raw[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out);
+        match read {
+            Ok(_) if out.len() > limit => {
+                return error(
+                    style,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too large",
+                    format!("decompressed body is larger than {limit} bytes"),
+                )
+            }
+            Ok(_) => out,
+            Err(e) => {
+                return error(
+                    style,
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("body is not valid gzip: {e}"),
+                )
+            }
+        }
+    } else {
+        raw.to_vec()
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return error(
+            style,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "body is not UTF-8".into(),
+        );
+    };
+    let (lines, mut errors) =
+        line_protocol::parse(text, precision, now_ns(), &s.config.parse_limits);
+
+    // Group by series (device); lines keep their order within a device.
+    let mut by_series: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+    for l in lines {
+        by_series.entry(l.series()).or_default().push(l);
+    }
+    let mut pending = Vec::new();
+    let mut points_total = 0u64;
+    for (series, lines) in by_series {
+        let device = match device_for(s, &p, &series, &lines[0]).await {
+            Ok(d) => d,
+            Err(reason) => {
+                errors.push(LineError {
+                    line: 0,
+                    text: series.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let points: Vec<Point> = lines
+            .into_iter()
+            .flat_map(|l| {
+                let ts = l.ts;
+                l.fields
+                    .into_iter()
+                    .map(move |(key, value)| Point { key, ts, value })
+            })
+            .collect();
+        match s.profiles.check(&s.meta, &device, &points).await {
+            Ok(Ok(())) => {}
+            Ok(Err(v)) => {
+                errors.push(LineError {
+                    line: 0,
+                    text: series.clone(),
+                    reason: v.to_string(),
+                });
+                continue;
+            }
+            Err(e) => {
+                return error(
+                    style,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
+            }
+        }
+        for chunk in points.chunks(s.config.parse_limits.max_points.max(1)) {
+            points_total += chunk.len() as u64;
+            let batch = Batch {
+                tenant: p.tenant,
+                device: device.id,
+                points: chunk.to_vec(),
+            };
+            match s.pipeline.submit(batch).await {
+                Ok(d) => pending.push(d),
+                Err(e) => {
+                    return error(
+                        style,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        format!("not stored: {e}"),
+                    )
+                }
+            }
+        }
+    }
+    // Every batch shares the log's group commit; answer once all are durable.
+    for d in pending {
+        if let Err(e) = d.await {
+            return error(
+                style,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("not stored: {e}"),
+            );
+        }
+    }
+    metrics::counter!("tributary_line_points_total").increment(points_total);
+    if errors.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    metrics::counter!("tributary_batches_rejected_total", "reason" => "line_protocol")
+        .increment(errors.len() as u64);
+    errors.sort_by_key(|e| e.line);
+    let detail: Vec<String> = errors
+        .iter()
+        .take(10)
+        .map(|e| {
+            if e.line > 0 {
+                format!("line {}: {e}", e.line)
+            } else {
+                format!("series '{}': {}", e.text, e.reason)
+            }
+        })
+        .collect();
+    let message = format!(
+        "partial write: {}{} dropped={}",
+        detail.join("; "),
+        if errors.len() > 10 {
+            format!("; and {} more", errors.len() - 10)
+        } else {
+            String::new()
+        },
+        errors.len()
+    );
+    error(style, StatusCode::BAD_REQUEST, "invalid", message)
+}
+
+/// The device a series key names: cached, found by name, or created (when the
+/// key may write) with the measurement and tags as labels.
+async fn device_for(
+    s: &AppState,
+    p: &Principal,
+    series: &str,
+    first: &Line,
+) -> Result<Device, String> {
+    if let Some(d) = s.series_devices.get(p.tenant, series) {
+        return Ok(d);
+    }
+    if series.chars().count() > MAX_NAME {
+        return Err(format!(
+            "series key is longer than {MAX_NAME} characters, the longest device name"
+        ));
+    }
+    if let Some(d) = s
+        .meta
+        .device_by_name(p.tenant, series)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        s.series_devices.put(d.clone(), series.to_string());
+        return Ok(d);
+    }
+    let mut labels = BTreeMap::new();
+    labels.insert("measurement".to_string(), first.measurement.clone());
+    for (k, v) in &first.tags {
+        let ok_key = !k.is_empty()
+            && k.len() <= 63
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+        if ok_key && v.chars().count() <= 256 && labels.len() < 64 {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    let (_, hash, hint) = Authenticator::new_device_token();
+    let created = s
+        .meta
+        .create_device(
+            p.tenant,
+            NewDevice {
+                name: series.to_string(),
+                labels,
+                tags: vec!["line-protocol".into()],
+                profile: None,
+                token_hash: hash,
+                token_hint: hint,
+            },
+        )
+        .await;
+    let device = match created {
+        Ok(d) => d,
+        // Another request created it meanwhile.
+        Err(StoreError::Conflict(_)) => s
+            .meta
+            .device_by_name(p.tenant, series)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "device vanished while being created".to_string())?,
+        Err(e) => return Err(e.to_string()),
+    };
+    s.series_devices.put(device.clone(), series.to_string());
+    Ok(device)
+}

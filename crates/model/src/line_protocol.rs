@@ -1,0 +1,375 @@
+//! InfluxDB line protocol: `measurement[,tag=v…] field=v[,field=v…] [timestamp]`.
+//! Each line is parsed on its own; a bad line is reported with its number and
+//! text, the others still count (InfluxDB's partial-write behaviour).
+
+use crate::device_json::ParseLimits;
+use crate::point::Value;
+
+/// Units of the timestamps in a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Nanoseconds (the default).
+    #[default]
+    Ns,
+    /// Microseconds.
+    Us,
+    /// Milliseconds.
+    Ms,
+    /// Seconds.
+    S,
+    /// Minutes (v1 only).
+    M,
+    /// Hours (v1 only).
+    H,
+}
+
+impl Precision {
+    /// From the `precision` parameter (`n`/`ns`, `u`/`us`, `ms`, `s`, `m`, `h`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "" | "n" | "ns" => Precision::Ns,
+            "u" | "us" | "µ" | "µs" => Precision::Us,
+            "ms" => Precision::Ms,
+            "s" => Precision::S,
+            "m" => Precision::M,
+            "h" => Precision::H,
+            _ => return None,
+        })
+    }
+
+    fn nanos(self) -> i64 {
+        match self {
+            Precision::Ns => 1,
+            Precision::Us => 1_000,
+            Precision::Ms => 1_000_000,
+            Precision::S => 1_000_000_000,
+            Precision::M => 60_000_000_000,
+            Precision::H => 3_600_000_000_000,
+        }
+    }
+}
+
+/// One parsed line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    /// The measurement.
+    pub measurement: String,
+    /// Tags, sorted by key.
+    pub tags: Vec<(String, String)>,
+    /// Fields in the order written.
+    pub fields: Vec<(String, Value)>,
+    /// Timestamp in nanoseconds.
+    pub ts: i64,
+}
+
+impl Line {
+    /// The series key, `measurement,tag=value,…` with sorted tags: what names
+    /// the device the line belongs to.
+    pub fn series(&self) -> String {
+        let mut s = escape(&self.measurement, &[',', ' ']);
+        for (k, v) in &self.tags {
+            s.push(',');
+            s.push_str(&escape(k, &[',', '=', ' ']));
+            s.push('=');
+            s.push_str(&escape(v, &[',', '=', ' ']));
+        }
+        s
+    }
+}
+
+fn escape(s: &str, special: &[char]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if special.contains(&c) || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A line that could not be parsed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("unable to parse '{text}': {reason}")]
+pub struct LineError {
+    /// 1-based line number in the body.
+    pub line: usize,
+    /// The line (shortened when long).
+    pub text: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Parses every line of `body`; returns the good lines and the errors.
+/// Lines without a timestamp get `now_ns`.
+pub fn parse(
+    body: &str,
+    precision: Precision,
+    now_ns: i64,
+    limits: &ParseLimits,
+) -> (Vec<Line>, Vec<LineError>) {
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw) in body.lines().enumerate() {
+        let text = raw.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match parse_line(text, precision, now_ns, limits) {
+            Ok(l) => lines.push(l),
+            Err(reason) => errors.push(LineError {
+                line: i + 1,
+                text: text.chars().take(200).collect(),
+                reason,
+            }),
+        }
+    }
+    (lines, errors)
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    /// Reads up to an unescaped byte in `stop`, unescaping `\x` for x in `escapable`.
+    fn token(&mut self, stop: &[u8], escapable: &[u8]) -> Result<String, String> {
+        let mut out = Vec::new();
+        while let Some(b) = self.peek() {
+            if b == b'\\' {
+                if let Some(&n) = self.s.get(self.pos + 1) {
+                    if escapable.contains(&n) || n == b'\\' {
+                        out.push(n);
+                        self.pos += 2;
+                        continue;
+                    }
+                }
+            }
+            if stop.contains(&b) {
+                break;
+            }
+            out.push(b);
+            self.pos += 1;
+        }
+        String::from_utf8(out).map_err(|_| "invalid UTF-8".to_string())
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+}
+
+fn parse_line(
+    text: &str,
+    precision: Precision,
+    now_ns: i64,
+    limits: &ParseLimits,
+) -> Result<Line, String> {
+    let mut c = Cursor {
+        s: text.as_bytes(),
+        pos: 0,
+    };
+    let measurement = c.token(b", ", b", ")?;
+    if measurement.is_empty() {
+        return Err("missing measurement".into());
+    }
+    let mut tags = Vec::new();
+    while c.eat(b',') {
+        let k = c.token(b"=, ", b",= ")?;
+        if !c.eat(b'=') {
+            return Err(format!("missing tag value for {k:?}"));
+        }
+        let v = c.token(b", ", b",= ")?;
+        if k.is_empty() || v.is_empty() {
+            return Err("empty tag key or value".into());
+        }
+        tags.push((k, v));
+    }
+    tags.sort();
+    c.skip_spaces();
+    let mut fields = Vec::new();
+    loop {
+        let k = c.token(b"= ,", b",= ")?;
+        if k.is_empty() {
+            return Err("missing fields".into());
+        }
+        if k.len() > limits.max_key_len || k.chars().any(char::is_control) {
+            return Err(format!("invalid field key {k:?}"));
+        }
+        if !c.eat(b'=') {
+            return Err(format!("missing field value for {k:?}"));
+        }
+        let v = field_value(&mut c, &k, limits)?;
+        fields.push((k, v));
+        if !c.eat(b',') {
+            break;
+        }
+    }
+    c.skip_spaces();
+    let ts = if c.peek().is_some() {
+        let raw = c.token(b" ", b"")?;
+        let n: i64 = raw.parse().map_err(|_| format!("bad timestamp {raw:?}"))?;
+        n.checked_mul(precision.nanos())
+            .ok_or_else(|| format!("timestamp {raw} out of range"))?
+    } else {
+        now_ns
+    };
+    c.skip_spaces();
+    if c.peek().is_some() {
+        return Err("unexpected text after the timestamp".into());
+    }
+    Ok(Line {
+        measurement,
+        tags,
+        fields,
+        ts,
+    })
+}
+
+fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Value, String> {
+    if c.eat(b'"') {
+        let mut out = Vec::new();
+        loop {
+            match c.peek() {
+                None => return Err(format!("unterminated string for {key:?}")),
+                Some(b'\\') if matches!(c.s.get(c.pos + 1), Some(b'"') | Some(b'\\')) => {
+                    out.push(c.s[c.pos + 1]);
+                    c.pos += 2;
+                }
+                Some(b'"') => {
+                    c.pos += 1;
+                    break;
+                }
+                Some(b) => {
+                    out.push(b);
+                    c.pos += 1;
+                }
+            }
+        }
+        if out.len() > limits.max_string_len {
+            return Err(format!(
+                "string for {key:?} is longer than {} bytes",
+                limits.max_string_len
+            ));
+        }
+        return String::from_utf8(out)
+            .map(Value::Str)
+            .map_err(|_| format!("string for {key:?} is not UTF-8"));
+    }
+    let raw = c.token(b", ", b"")?;
+    let bad = || format!("invalid field value {raw:?} for {key:?}");
+    match raw.as_str() {
+        "t" | "T" | "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "f" | "F" | "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        "" => return Err(format!("missing field value for {key:?}")),
+        _ => {}
+    }
+    if let Some(i) = raw.strip_suffix('i') {
+        return i.parse::<i64>().map(Value::Int).map_err(|_| bad());
+    }
+    if let Some(u) = raw.strip_suffix('u') {
+        let u: u64 = u.parse().map_err(|_| bad())?;
+        return i64::try_from(u)
+            .map(Value::Int)
+            .map_err(|_| format!("unsigned value {u} for {key:?} exceeds the integer range"));
+    }
+    let f: f64 = raw.parse().map_err(|_| bad())?;
+    if !f.is_finite() {
+        return Err(bad());
+    }
+    Ok(Value::Float(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> Result<Line, String> {
+        let (mut lines, mut errors) = parse(s, Precision::Ns, 42, &ParseLimits::default());
+        match (lines.pop(), errors.pop()) {
+            (Some(l), None) => Ok(l),
+            (None, Some(e)) => Err(e.reason),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn telegraf_style_lines_parse() {
+        let l = one("cpu,host=a\\ b,cpu=cpu0 usage_idle=99.5,usage_user=0.5 1700000000000000000")
+            .unwrap();
+        assert_eq!(l.measurement, "cpu");
+        assert_eq!(
+            l.tags,
+            vec![("cpu".into(), "cpu0".into()), ("host".into(), "a b".into())]
+        );
+        assert_eq!(l.fields[0], ("usage_idle".into(), Value::Float(99.5)));
+        assert_eq!(l.ts, 1_700_000_000_000_000_000);
+        assert_eq!(l.series(), "cpu,cpu=cpu0,host=a\\ b");
+        let l =
+            one(r#"weather,city=Z\,rich temp=21i,ok=t,note="say \"hi\", ok",count=7u"#).unwrap();
+        assert_eq!(l.tags[0].1, "Z,rich");
+        assert_eq!(
+            l.fields,
+            vec![
+                ("temp".into(), Value::Int(21)),
+                ("ok".into(), Value::Bool(true)),
+                ("note".into(), Value::Str("say \"hi\", ok".into())),
+                ("count".into(), Value::Int(7)),
+            ]
+        );
+        assert_eq!(l.ts, 42, "no timestamp: now");
+        assert_eq!(one("m v=1").unwrap().fields[0].1, Value::Float(1.0));
+    }
+
+    #[test]
+    fn precision_scales_timestamps() {
+        let (lines, _) = parse("m v=1 1700000000", Precision::S, 0, &ParseLimits::default());
+        assert_eq!(lines[0].ts, 1_700_000_000_000_000_000);
+        let (lines, _) = parse(
+            "m v=1 1700000000000",
+            Precision::Ms,
+            0,
+            &ParseLimits::default(),
+        );
+        assert_eq!(lines[0].ts, 1_700_000_000_000_000_000);
+        let (_, errors) = parse(
+            "m v=1 9223372036854775807",
+            Precision::S,
+            0,
+            &ParseLimits::default(),
+        );
+        assert!(errors[0].reason.contains("out of range"));
+    }
+
+    #[test]
+    fn bad_lines_are_named_and_the_rest_kept() {
+        let body = "ok v=1\n\n# comment\nbad\nm v=\nm v=abc\nm v=1 12x\nm,t v=1\nm v=\"open\nm v=99999999999999999999i\nfine v=2";
+        let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        assert_eq!(lines.len(), 2);
+        let numbers: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(numbers, vec![4, 5, 6, 7, 8, 9, 10]);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("unable to parse 'bad': missing fields"),
+            "{}",
+            errors[0]
+        );
+    }
+}

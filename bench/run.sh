@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks in one command: bench/run.sh [all|http|live|mqtt|mosquitto] [seconds-per-round]
+# The benchmarks in one command: bench/run.sh [all|http|live|mqtt|mosquitto|tsdb] [seconds-per-round]
 # Starts a release Tributary (and InfluxDB 1.x when installed: apt-get install influxdb)
 # on loopback with fresh data directories, runs the same load against both,
 # prints the tables for docs/benchmarks.md and keeps them in bench/results/.
@@ -21,7 +21,9 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 password=bench-password-123
+# A short seal interval so the disk figures are of sealed blocks within the run.
 TRIBUTARY_ADMIN_EMAIL=bench@example.com TRIBUTARY_ADMIN_PASSWORD=$password TRIBUTARY_LIVE_MAX_CLIENTS_PER_TENANT=20000 \
+  TRIBUTARY_TSDB_SEAL_INTERVAL_SECS=5 \
   target/release/tributary serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
   --log warn,tributary::serve=info >"$work/tributary.out" 2>"$work/tributary.log" &
 pids+=($!)
@@ -45,6 +47,7 @@ bind-address = "127.0.0.1:$rpc_port"
   dir = "$work/influx/data"
   wal-dir = "$work/influx/wal"
   wal-fsync-delay = "0s"
+  cache-snapshot-write-cold-duration = "5s"
   query-log-enabled = false
 [http]
   bind-address = "127.0.0.1:$http_port"
@@ -82,6 +85,17 @@ if [ "$which" = all ] || [ "$which" = live ]; then
   { header
     target/release/tributary-bench live --tributary "http://$addr" --server-pid "${pids[0]}" \
       --email bench@example.com --password "$password" --seconds "$seconds"
+  } | tee "$out"
+  echo "saved to $out"
+fi
+if [ "$which" = all ] || [ "$which" = tsdb ]; then
+  out="bench/results/tsdb-$stamp.md"
+  influx_dir_args=()
+  [ ${#influx_args[@]} -gt 0 ] && influx_dir_args=(--influx-dir "$work/influx/data")
+  { header
+    target/release/tributary-bench tsdb --tributary "http://$addr" --tributary-pid "${pids[0]}" \
+      --tributary-dir "$work/tributary/tsdb" --email bench@example.com --password "$password" \
+      --seconds "$seconds" --query-points "${TSDB_QUERY_POINTS:-10000000}" "${influx_args[@]}" "${influx_dir_args[@]}"
   } | tee "$out"
   echo "saved to $out"
 fi

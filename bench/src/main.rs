@@ -8,6 +8,7 @@ mod live;
 mod mqtt;
 mod procfs;
 mod stats;
+mod tsdb;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ enum Command {
     Live(live::Args),
     /// MQTT against Mosquitto: throughput, latency, idle connections.
     Mqtt(mqtt::Args),
+    /// The time-series engine against InfluxDB: writes, disk, queries.
+    Tsdb(tsdb::Args),
 }
 
 #[tokio::main]
@@ -34,5 +37,6 @@ async fn main() -> anyhow::Result<()> {
         Command::HttpIngest(args) => http_ingest::run(args).await,
         Command::Live(args) => live::run(args).await,
         Command::Mqtt(args) => mqtt::run(args).await,
+        Command::Tsdb(args) => tsdb::run(args).await,
     }
 }

@@ -177,6 +177,23 @@ async fn aggregates_on(store: impl SeriesStore) {
         .await
         .unwrap();
     assert_eq!(min["i"][1].value, Value::Int(5));
+    let first = store
+        .aggregate(t, d, &agg(Aggregate::First, "s"))
+        .await
+        .unwrap();
+    assert_eq!(first["s"][1].ts, 500);
+    assert_eq!(first["s"][1].value, Value::Str("x".into()));
+    let last = store
+        .aggregate(t, d, &agg(Aggregate::Last, "i"))
+        .await
+        .unwrap();
+    assert_eq!(
+        last["i"]
+            .iter()
+            .map(|s| s.value.clone())
+            .collect::<Vec<_>>(),
+        vec![Value::Int(4), Value::Int(9)]
+    );
     // Strings only count.
     let count = store
         .aggregate(t, d, &agg(Aggregate::Count, "s"))

@@ -30,7 +30,7 @@ pub struct HistoryParams {
     limit: Option<String>,
     /// `desc` (default, newest first) or `asc`.
     order: Option<String>,
-    /// avg, min, max, sum or count: one sample per interval.
+    /// avg, min, max, sum, count, first or last: one sample per interval.
     agg: Option<String>,
     /// Interval length (ms) for `agg`; intervals are aligned to the epoch.
     interval: Option<String>,
@@ -155,7 +155,7 @@ pub async fn history(
         (None, Some(_)) => {
             return Err(ApiError::validation(
                 "agg",
-                "interval needs agg (avg, min, max, sum or count)",
+                "interval needs agg (avg, min, max, sum, count, first or last)",
             ))
         }
     };

@@ -9,6 +9,7 @@ pub struct LineTarget {
     names: Vec<String>,
     measurement: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 fn escape_tag(s: &str) -> String {
@@ -59,18 +60,26 @@ impl LineTarget {
             names,
             measurement: measurement.to_string(),
             http: reqwest::Client::new(),
+            token: None,
         }
+    }
+
+    /// Sends `Authorization: Token <token>` (an API key for Tributary's `/write`).
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_string());
+        self
     }
 
     pub(super) async fn send(&self, msg: &Message) -> Outcome {
         let name = self.names.get(msg.device).cloned().unwrap_or_default();
-        match self
+        let mut req = self
             .http
             .post(&self.url)
-            .body(lines(&self.measurement, &name, msg))
-            .send()
-            .await
-        {
+            .body(lines(&self.measurement, &name, msg));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Token {t}"));
+        }
+        match req.send().await {
             Ok(r) if r.status().is_success() => Outcome::Acked,
             Ok(r) => Outcome::Rejected(r.status().as_u16().to_string()),
             Err(_) => Outcome::Failed("connection".into()),

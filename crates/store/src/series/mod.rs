@@ -72,6 +72,10 @@ pub enum Aggregate {
     Sum,
     /// Number of values of any type.
     Count,
+    /// The oldest value in the interval (any type).
+    First,
+    /// The newest value in the interval (any type).
+    Last,
 }
 
 impl std::str::FromStr for Aggregate {
@@ -83,9 +87,11 @@ impl std::str::FromStr for Aggregate {
             "max" => Aggregate::Max,
             "sum" => Aggregate::Sum,
             "count" => Aggregate::Count,
+            "first" => Aggregate::First,
+            "last" => Aggregate::Last,
             other => {
                 return Err(format!(
-                    "unknown aggregate {other:?} (use avg, min, max, sum or count)"
+                    "unknown aggregate {other:?} (use avg, min, max, sum, count, first or last)"
                 ))
             }
         })

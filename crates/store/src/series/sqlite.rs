@@ -99,6 +99,43 @@ fn order_sql(o: Order) -> &'static str {
 }
 
 impl SqliteSeries {
+    /// First or last value per interval, from the raw points.
+    async fn first_or_last(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        q: &AggQuery,
+    ) -> Result<SeriesMap, StoreError> {
+        let raw = RawQuery {
+            limit: u32::MAX,
+            order: Order::Asc,
+            ..q.range.clone()
+        };
+        let mut out = SeriesMap::new();
+        for (key, samples) in self.query(tenant, device, &raw).await? {
+            let mut buckets: BTreeMap<i64, Value> = BTreeMap::new();
+            for s in samples {
+                let b = s.ts.div_euclid(q.interval);
+                if q.agg == Aggregate::Last || !buckets.contains_key(&b) {
+                    buckets.insert(b, s.value);
+                }
+            }
+            let mut samples: Vec<Sample> = buckets
+                .into_iter()
+                .map(|(b, value)| Sample {
+                    ts: b * q.interval,
+                    value,
+                })
+                .collect();
+            if q.range.order == Order::Desc {
+                samples.reverse();
+            }
+            samples.truncate(q.range.limit as usize);
+            out.insert(key, samples);
+        }
+        Ok(out)
+    }
+
     /// The device's keys: `wanted` when given, else every stored key.
     async fn keys_of(
         &self,
@@ -248,12 +285,16 @@ impl SeriesStore for SqliteSeries {
         device: DeviceId,
         q: &AggQuery,
     ) -> Result<SeriesMap, StoreError> {
+        if matches!(q.agg, Aggregate::First | Aggregate::Last) {
+            return self.first_or_last(tenant, device, q).await;
+        }
         let (func, filter) = match q.agg {
             Aggregate::Avg => ("AVG(p.value)", "AND p.kind IN (0, 1)"),
             Aggregate::Min => ("MIN(p.value)", "AND p.kind IN (0, 1)"),
             Aggregate::Max => ("MAX(p.value)", "AND p.kind IN (0, 1)"),
             Aggregate::Sum => ("SUM(p.value)", "AND p.kind IN (0, 1)"),
             Aggregate::Count => ("COUNT(*)", ""),
+            Aggregate::First | Aggregate::Last => unreachable!("answered above"),
         };
         let sql = format!(
             "SELECT p.ts / ?1 AS bucket, CAST({func} AS REAL) AS f, CAST({func} AS INTEGER) AS i, \

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use tributary_model::{DeviceId, TenantId, Value};
 
 use super::chunk::{self, Entry};
+use super::rollup::{self, Acc, ROLLUPS};
 
-const MAGIC: &[u8; 8] = b"TRBBLK01";
+const MAGIC: &[u8; 8] = b"TRBBLK02";
 const FOOTER: usize = 8 + 4 + 4 + 8;
 
 /// Where one series' chunk is in a block, and what it holds.
@@ -45,6 +46,8 @@ pub struct IndexEntry {
     pub max_lsn: u64,
     /// The newest point (timestamp, value), for latest values without decoding.
     pub last: (i64, Value),
+    /// Rollups of the chunk: (interval ns, offset, length, CRC32).
+    pub rollups: Vec<(i64, u64, u32, u32)>,
 }
 
 /// A series' points to seal, sorted by timestamp.
@@ -179,6 +182,35 @@ impl Block {
         chunk::decode(&bytes).map_err(|c| damaged(format!("chunk of {}/{}: {c}", e.device, e.key)))
     }
 
+    /// The `interval` rollup of index entry `i`, checked against its CRC.
+    pub fn read_rollup(&self, i: usize, interval: i64) -> Result<Vec<(i64, Acc)>, BlockError> {
+        let damaged = |what: String| BlockError::Damaged {
+            path: self.path.clone(),
+            what,
+        };
+        let e = self
+            .index
+            .get(i)
+            .ok_or_else(|| damaged(format!("no index entry {i}")))?;
+        let &(_, offset, len, crc) = e
+            .rollups
+            .iter()
+            .find(|r| r.0 == interval)
+            .ok_or_else(|| damaged(format!("no {interval} ns rollup")))?;
+        let mut bytes = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(io_err(&self.path))?;
+        if crc32fast::hash(&bytes) != crc {
+            return Err(damaged(format!(
+                "rollup of {}/{} checksum",
+                e.device, e.key
+            )));
+        }
+        postcard::from_bytes(&bytes)
+            .map_err(|err| damaged(format!("rollup of {}/{}: {err}", e.device, e.key)))
+    }
+
     /// Bytes on disk.
     pub fn size(&self) -> u64 {
         self.file.metadata().map(|m| m.len()).unwrap_or(0)
@@ -225,6 +257,25 @@ impl BlockWriter {
             return Ok(());
         };
         let bytes = chunk::encode(points);
+        let mut rollups = Vec::with_capacity(ROLLUPS.len());
+        let mut rollup_bytes = Vec::new();
+        let mut at = self.offset + bytes.len() as u64;
+        for interval in ROLLUPS {
+            let encoded = postcard::to_stdvec(&rollup::rollup(points, interval)).map_err(|e| {
+                BlockError::Damaged {
+                    path: self.tmp.clone(),
+                    what: format!("encoding a rollup: {e}"),
+                }
+            })?;
+            rollups.push((
+                interval,
+                at,
+                encoded.len() as u32,
+                crc32fast::hash(&encoded),
+            ));
+            at += encoded.len() as u64;
+            rollup_bytes.extend_from_slice(&encoded);
+        }
         self.index.push(IndexEntry {
             tenant,
             device,
@@ -238,9 +289,13 @@ impl BlockWriter {
             min_lsn: points.iter().map(|p| p.2).min().unwrap_or(0),
             max_lsn: points.iter().map(|p| p.2).max().unwrap_or(0),
             last: (last.0, last.1.clone()),
+            rollups,
         });
         self.out.write_all(&bytes).map_err(io_err(&self.tmp))?;
-        self.offset += bytes.len() as u64;
+        self.out
+            .write_all(&rollup_bytes)
+            .map_err(io_err(&self.tmp))?;
+        self.offset = at;
         Ok(())
     }
 

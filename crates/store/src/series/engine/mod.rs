@@ -14,6 +14,7 @@ mod block;
 mod chunk;
 mod compact;
 mod manifest;
+mod rollup;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use tributary_model::{Batch, DeviceId, TenantId, Value};
 use self::block::{Block, SealInput};
 use self::chunk::Entry;
 use self::manifest::Manifest;
-use super::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+use super::{AggQuery, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 use crate::StoreError;
 
 /// When the head is sealed into a block.
@@ -456,60 +457,6 @@ fn ordered(mut samples: Vec<Sample>, order: Order, limit: u32) -> Vec<Sample> {
     samples
 }
 
-/// One aggregate value of a bucket, following the SQL semantics of the first
-/// store: integers stay integers (except for avg) when every input was one.
-fn aggregate_bucket(agg: Aggregate, values: &[&Value]) -> Option<Value> {
-    if agg == Aggregate::Count {
-        return Some(Value::Int(values.len() as i64));
-    }
-    let nums: Vec<&Value> = values
-        .iter()
-        .copied()
-        .filter(|v| matches!(v, Value::Float(_) | Value::Int(_)))
-        .collect();
-    if nums.is_empty() {
-        return None;
-    }
-    let all_int = nums.iter().all(|v| matches!(v, Value::Int(_)));
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-    Some(match agg {
-        Aggregate::Avg => Value::Float(nums.iter().map(|v| f(v)).sum::<f64>() / nums.len() as f64),
-        Aggregate::Sum if all_int => Value::Int(
-            nums.iter()
-                .map(|v| match v {
-                    Value::Int(i) => *i,
-                    _ => 0,
-                })
-                .fold(0i64, i64::wrapping_add),
-        ),
-        Aggregate::Sum => Value::Float(nums.iter().map(|v| f(v)).sum()),
-        Aggregate::Min | Aggregate::Max => {
-            let pick = nums
-                .iter()
-                .copied()
-                .reduce(|a, b| {
-                    let better = if agg == Aggregate::Min {
-                        f(b) < f(a)
-                    } else {
-                        f(b) > f(a)
-                    };
-                    if better {
-                        b
-                    } else {
-                        a
-                    }
-                })?
-                .clone();
-            if all_int {
-                pick
-            } else {
-                Value::Float(f(&pick))
-            }
-        }
-        Aggregate::Count => unreachable!("handled above"),
-    })
-}
-
 #[async_trait]
 impl SeriesStore for Engine {
     async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError> {
@@ -587,32 +534,43 @@ impl SeriesStore for Engine {
         device: DeviceId,
         q: &AggQuery,
     ) -> Result<SeriesMap, StoreError> {
-        let r = &q.range;
-        let merged = self.merged(tenant, device, &r.keys, r.from, r.to).await?;
-        let mut out = SeriesMap::new();
-        for (key, points) in merged {
-            let mut buckets: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
-            for (ts, v, _) in &points {
-                buckets
-                    .entry(ts.div_euclid(q.interval))
-                    .or_default()
-                    .push(v);
-            }
-            let samples: Vec<Sample> = buckets
-                .into_iter()
-                .filter_map(|(b, vals)| {
-                    aggregate_bucket(q.agg, &vals).map(|value| Sample {
-                        ts: b * q.interval,
-                        value,
+        let r = q.range.clone();
+        let (agg, interval) = (q.agg, q.interval);
+        let snap = self.snapshot(tenant, device, &r.keys, r.from, r.to);
+        tokio::task::spawn_blocking(move || {
+            let mut out = SeriesMap::new();
+            for (key, src) in snap {
+                let mut loose = src.head;
+                if let Some(f) = &src.frozen {
+                    loose.extend(f.iter().cloned());
+                }
+                let buckets = rollup::aggregate(
+                    rollup::AggSources {
+                        chunks: src.chunks,
+                        loose,
+                    },
+                    r.from,
+                    r.to,
+                    interval,
+                );
+                let samples: Vec<Sample> = buckets
+                    .into_iter()
+                    .filter_map(|(b, acc)| {
+                        acc.value(agg).map(|value| Sample {
+                            ts: b * interval,
+                            value,
+                        })
                     })
-                })
-                .collect();
-            let samples = ordered(samples, r.order, r.limit);
-            if !samples.is_empty() {
-                out.insert(key, samples);
+                    .collect();
+                let samples = ordered(samples, r.order, r.limit);
+                if !samples.is_empty() {
+                    out.insert(key, samples);
+                }
             }
-        }
-        Ok(out)
+            out
+        })
+        .await
+        .map_err(io)
     }
 
     async fn latest(

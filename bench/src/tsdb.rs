@@ -1,0 +1,385 @@
+//! The time-series engine against InfluxDB 1.x: the same line-protocol load
+//! from the simulator (4 writers, 5,000 points per request) for smooth and
+//! noisy signals; durable write throughput, bytes on disk per point once
+//! sealed, an hourly-average query over 10 million points of one series,
+//! peak memory, and a read-back of every point written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tributary_sim::scenario::Scenario;
+use tributary_sim::target::{LineTarget, Target};
+use tributary_sim::{Report, RunOptions};
+
+use crate::api::login;
+use crate::procfs::peak_rss_kib;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Tributary base URL.
+    #[arg(long)]
+    tributary: String,
+    /// Tributary's process id (peak memory).
+    #[arg(long)]
+    tributary_pid: u32,
+    /// Tributary's time-series directory (`<data_dir>/tsdb`).
+    #[arg(long)]
+    tributary_dir: PathBuf,
+    /// Admin email.
+    #[arg(long)]
+    email: String,
+    /// Admin password.
+    #[arg(long)]
+    password: String,
+    /// InfluxDB 1.x base URL.
+    #[arg(long)]
+    influx: Option<String>,
+    /// InfluxDB's data directory (TSM files).
+    #[arg(long)]
+    influx_dir: Option<PathBuf>,
+    /// Seconds per write round.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Points of the single series the aggregate query reads.
+    #[arg(long, default_value_t = 10_000_000)]
+    query_points: u64,
+}
+
+const WRITERS: usize = 4;
+const BATCH: usize = 5000;
+
+/// `WRITERS` devices sending `BATCH` readings (one second apart) per request.
+fn scenario(name: &str, signal: &str, count: usize) -> Scenario {
+    let text = format!(
+        "seed = 7\n[fleet]\ncount = {count}\nname = \"{name}-{{i}}\"\n[rate]\ninterval_ms = 1000\nbatch = {BATCH}\n\n[[keys]]\nname = \"v\"\n{signal}\n"
+    );
+    Scenario::parse(&text).unwrap_or_else(|e| panic!("bench scenario: {e}"))
+}
+
+const SMOOTH: &str =
+    "signal = \"sine\"\noffset = 20.0\namplitude = 5.0\nperiod_secs = 86400.0\ndecimals = 2";
+const NOISY: &str = "signal = \"random_walk\"\nmin = 0.0\nmax = 100.0\nstep = 3.0\nnoise = 10.0";
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+async fn write(
+    target: Target,
+    scenario: Scenario,
+    seconds: Option<u64>,
+    start_ms: i64,
+) -> anyhow::Result<Report> {
+    let concurrency = scenario.fleet.count.min(WRITERS);
+    tributary_sim::run(
+        Arc::new(target),
+        RunOptions {
+            scenario,
+            seed: 7,
+            start_ms: Some(start_ms),
+            fast: true,
+            max_seconds: seconds.map(|s| s as f64),
+            progress: false,
+            concurrency,
+            probe: None,
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+}
+
+/// Points stored for device `name` in Tributary (by a count aggregate over all time).
+async fn tributary_count(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let list: Value = http
+        .get(format!(
+            "{base}/api/v1/devices?limit=1000&name={}",
+            urlencode(name)
+        ))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = list["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == name))
+        .and_then(|d| d["id"].as_str())
+        .with_context(|| format!("no device {name}"))?
+        .to_string();
+    let v: Value = http
+        .get(format!(
+            "{base}/api/v1/devices/{id}/telemetry?keys=v&agg=count&interval=315360000000&limit=100000"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["v"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["value"].as_u64()).sum())
+        .unwrap_or(0))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn influx_query(http: &reqwest::Client, base: &str, q: &str) -> anyhow::Result<Value> {
+    let res = http
+        .get(format!("{base}/query"))
+        .query(&[("db", "tsdb"), ("q", q), ("epoch", "ms")])
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        bail!("influx query failed: {}", res.text().await?);
+    }
+    Ok(res.json().await?)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let token = login(&http, &args.tributary, &args.email, &args.password).await?;
+    let key: Value = http
+        .post(format!("{}/api/v1/api-keys", args.tributary))
+        .bearer_auth(&token)
+        .json(&json!({"name": "tsdb-bench", "scope": "write"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = key["key"].as_str().context("API key")?.to_string();
+    if let Some(influx) = &args.influx {
+        http.post(format!("{influx}/query"))
+            .form(&[("q", "CREATE DATABASE tsdb")])
+            .send()
+            .await?;
+    }
+    let start_ms = 1_600_000_000_000;
+
+    println!("## Durable line-protocol writes: {WRITERS} writers, {BATCH} points per request, {} s per round\n", args.seconds);
+    println!("| signal | system | points/s | vs InfluxDB | bytes on disk per point (sealed) | vs InfluxDB | points read back |");
+    println!("|---|---|---|---|---|---|---|");
+    for (round, (label, signal)) in [("smooth", SMOOTH), ("noisy", NOISY)]
+        .into_iter()
+        .enumerate()
+    {
+        let names: Vec<String> = (0..WRITERS).map(|i| format!("{label}-{i}")).collect();
+        let start = start_ms + round as i64 * 10_000_000_000;
+        let t_before = dir_bytes(&args.tributary_dir);
+        let t = write(
+            Target::Line(
+                LineTarget::new(&args.tributary, "tsdb", label, names.clone()).with_token(&key),
+            ),
+            scenario(label, signal, WRITERS),
+            Some(args.seconds),
+            start,
+        )
+        .await?;
+        let i = match &args.influx {
+            Some(base) => {
+                let before = args.influx_dir.as_deref().map(dir_bytes).unwrap_or(0);
+                let r = write(
+                    Target::Line(LineTarget::new(base, "tsdb", label, names.clone())),
+                    scenario(label, signal, WRITERS),
+                    Some(args.seconds),
+                    start,
+                )
+                .await?;
+                Some((r, before))
+            }
+            None => None,
+        };
+        // Let both seal/snapshot what they hold (Tributary's seal interval and
+        // InfluxDB's cold-cache snapshot are set short by bench/run.sh).
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let t_bytes = dir_bytes(&args.tributary_dir).saturating_sub(t_before) as f64
+            / t.acked_points.max(1) as f64;
+        let mut stored = 0;
+        for n in &names {
+            stored += tributary_count(
+                &http,
+                &args.tributary,
+                &token,
+                &format!("{label},device={n}"),
+            )
+            .await?;
+        }
+        let (ratio, bytes_ratio) = match &i {
+            Some((r, before)) => {
+                let i_bytes = args
+                    .influx_dir
+                    .as_deref()
+                    .map(dir_bytes)
+                    .unwrap_or(0)
+                    .saturating_sub(*before) as f64
+                    / r.acked_points.max(1) as f64;
+                (
+                    format!("{:.2}×", t.points_per_sec / r.points_per_sec.max(1.0)),
+                    format!("{:.2}×", t_bytes / i_bytes.max(0.001)),
+                )
+            }
+            None => ("n/a".into(), "n/a".into()),
+        };
+        println!(
+            "| {label} | Tributary | {:.0} | {ratio} | {t_bytes:.2} | {bytes_ratio} | {stored} of {} |",
+            t.points_per_sec, t.acked_points
+        );
+        if let Some((r, before)) = &i {
+            let i_bytes = args
+                .influx_dir
+                .as_deref()
+                .map(dir_bytes)
+                .unwrap_or(0)
+                .saturating_sub(*before) as f64
+                / r.acked_points.max(1) as f64;
+            let count = influx_query(
+                &http,
+                args.influx.as_deref().unwrap_or_default(),
+                &format!("SELECT count(v) FROM \"{label}\""),
+            )
+            .await?;
+            let n = count["results"][0]["series"][0]["values"][0][1]
+                .as_u64()
+                .unwrap_or(0);
+            println!(
+                "| {label} | InfluxDB 1.x | {:.0} | 1.00× | {i_bytes:.2} | 1.00× | {n} of {} |",
+                r.points_per_sec, r.acked_points
+            );
+        }
+        if stored != t.acked_points {
+            bail!(
+                "read-back mismatch: {stored} stored, {} acknowledged",
+                t.acked_points
+            );
+        }
+    }
+
+    // One series of `query_points` points, then an hourly average over all of it.
+    let requests = args.query_points.div_ceil(BATCH as u64);
+    let mut sc = scenario("long", SMOOTH, 1);
+    sc.rate.points = Some(requests * BATCH as u64);
+    eprintln!(
+        "writing {} points of one series to each system…",
+        requests * BATCH as u64
+    );
+    let t = write(
+        Target::Line(
+            LineTarget::new(&args.tributary, "tsdb", "long", vec!["long-0".into()])
+                .with_token(&key),
+        ),
+        sc.clone(),
+        None,
+        start_ms,
+    )
+    .await?;
+    if let Some(base) = &args.influx {
+        write(
+            Target::Line(LineTarget::new(base, "tsdb", "long", vec!["long-0".into()])),
+            sc,
+            None,
+            start_ms,
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let list: Value = http
+        .get(format!(
+            "{}/api/v1/devices?limit=1000&name=long",
+            args.tributary
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = list["data"][0]["id"]
+        .as_str()
+        .context("long device")?
+        .to_string();
+    let url = format!(
+        "{}/api/v1/devices/{id}/telemetry?keys=v&agg=avg&interval=3600000&limit=100000&order=asc",
+        args.tributary
+    );
+    let mut t_times = Vec::new();
+    let mut hours = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let v: Value = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        t_times.push(started.elapsed().as_secs_f64() * 1000.0);
+        hours = v["v"].as_array().map(Vec::len).unwrap_or(0);
+    }
+    println!(
+        "\n## Hourly average over {} points of one series\n",
+        t.acked_points
+    );
+    println!("| system | median of 3, ms | hours returned | speed vs InfluxDB |");
+    println!("|---|---|---|---|");
+    let t_ms = median(t_times);
+    match &args.influx {
+        Some(base) => {
+            let mut i_times = Vec::new();
+            let mut i_hours = 0;
+            for _ in 0..3 {
+                let started = Instant::now();
+                let v = influx_query(
+                    &http,
+                    base,
+                    "SELECT mean(v) FROM \"long\" WHERE time >= 0 GROUP BY time(1h) fill(none)",
+                )
+                .await?;
+                i_times.push(started.elapsed().as_secs_f64() * 1000.0);
+                i_hours = v["results"][0]["series"][0]["values"]
+                    .as_array()
+                    .map(Vec::len)
+                    .unwrap_or(0);
+            }
+            let i_ms = median(i_times);
+            println!(
+                "| Tributary | {t_ms:.1} | {hours} | {:.2}× faster |",
+                i_ms / t_ms
+            );
+            println!("| InfluxDB 1.x | {i_ms:.1} | {i_hours} | 1.00× |");
+        }
+        None => println!("| Tributary | {t_ms:.1} | {hours} | n/a |"),
+    }
+    println!(
+        "\nTributary peak RSS: {} MiB",
+        peak_rss_kib(args.tributary_pid) / 1024
+    );
+    Ok(())
+}

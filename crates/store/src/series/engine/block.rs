@@ -100,6 +100,9 @@ pub struct Block {
     pub index: Vec<IndexEntry>,
 }
 
+/// A rollup is stored only when it takes at most 1/this of the chunk's bytes.
+const ROLLUP_MAX_SHARE: usize = 10;
+
 /// The file name of block `id`.
 pub fn block_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016}.blk"))
@@ -180,6 +183,17 @@ impl Block {
             return Err(damaged(format!("chunk of {}/{} checksum", e.device, e.key)));
         }
         chunk::decode(&bytes).map_err(|c| damaged(format!("chunk of {}/{}: {c}", e.device, e.key)))
+    }
+
+    /// The longest rollup interval of index entry `i` that divides `interval`.
+    pub fn rollup_for(&self, i: usize, interval: i64) -> Option<i64> {
+        self.index
+            .get(i)?
+            .rollups
+            .iter()
+            .map(|r| r.0)
+            .filter(|r| interval % r == 0)
+            .max()
     }
 
     /// The `interval` rollup of index entry `i`, checked against its CRC.
@@ -267,6 +281,11 @@ impl BlockWriter {
                     what: format!("encoding a rollup: {e}"),
                 }
             })?;
+            // A rollup is kept only where it is much smaller than the points
+            // (many points per bucket); otherwise reading the points is as good.
+            if encoded.len() * ROLLUP_MAX_SHARE > bytes.len() {
+                continue;
+            }
             rollups.push((
                 interval,
                 at,

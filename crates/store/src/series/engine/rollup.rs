@@ -166,7 +166,6 @@ pub struct AggSources {
 /// rollup when `interval` is a multiple of one; everything else from points,
 /// merged so the newest write of a timestamp counts once.
 pub fn aggregate(src: AggSources, from: i64, to: i64, interval: i64) -> BTreeMap<i64, Acc> {
-    let rollup_interval = ROLLUPS.iter().rev().copied().find(|r| interval % r == 0);
     let ranges: Vec<(i64, i64)> = src
         .chunks
         .iter()
@@ -204,7 +203,8 @@ pub fn aggregate(src: AggSources, from: i64, to: i64, interval: i64) -> BTreeMap
             continue;
         }
         let clean = !overlaps(k);
-        if let (true, Some(r)) = (clean && lo >= from && hi <= to, rollup_interval) {
+        let usable = clean && lo >= from && hi <= to;
+        if let (true, Some(r)) = (usable, block.rollup_for(*i, interval)) {
             match block.read_rollup(*i, r) {
                 Ok(buckets) => {
                     rolled.extend(

@@ -16,7 +16,7 @@ use tributary_model::{DeviceId, TenantId, Value};
 use super::chunk::{self, Entry};
 use super::rollup::{self, Acc, ROLLUPS};
 
-const MAGIC: &[u8; 8] = b"TRBBLK02";
+const MAGIC: &[u8; 8] = b"TRBBLK03";
 const FOOTER: usize = 8 + 4 + 4 + 8;
 
 /// Where one series' chunk is in a block, and what it holds.

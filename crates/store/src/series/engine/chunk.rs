@@ -32,32 +32,31 @@ pub fn encode(points: &[Entry]) -> Vec<u8> {
     w.write(first.0 as u64, 64);
     let mut prev_ts = first.0;
     let mut prev_delta = 0i64;
+    let mut dods = Vec::with_capacity(points.len());
     for (ts, _, _) in &points[1..] {
         // In i128: extreme timestamps must not overflow; the result wraps
         // consistently with the decoder's wrapping arithmetic.
         let delta = ((i128::from(*ts) - i128::from(prev_ts)) / i128::from(unit)) as i64;
-        write_signed(&mut w, delta.wrapping_sub(prev_delta));
+        dods.push(delta.wrapping_sub(prev_delta));
         prev_delta = delta;
         prev_ts = *ts;
     }
-    // LSNs: first, then signed deltas.
+    write_zero_runs(&mut w, &dods);
+    // LSNs: first, then signed deltas (a batch's points share one LSN).
     w.write(first.2, 64);
-    let mut prev_lsn = first.2 as i64;
-    for (_, _, lsn) in &points[1..] {
-        write_signed(&mut w, (*lsn as i64).wrapping_sub(prev_lsn));
-        prev_lsn = *lsn as i64;
-    }
-    // Kinds: one bit "same as the previous", else two bits of kind.
-    let mut prev_kind = u64::MAX;
-    for (_, v, _) in points {
-        let k = kind(v);
-        if k == prev_kind {
-            w.bit(false);
-        } else {
-            w.bit(true);
-            w.write(k, 2);
-            prev_kind = k;
-        }
+    let deltas: Vec<i64> = points
+        .windows(2)
+        .map(|p| (p[1].2 as i64).wrapping_sub(p[0].2 as i64))
+        .collect();
+    write_zero_runs(&mut w, &deltas);
+    // Kinds: runs of (kind, length - 1).
+    let mut i = 0;
+    while i < points.len() {
+        let k = kind(&points[i].1);
+        let run = points[i..].iter().take_while(|p| kind(&p.1) == k).count();
+        w.write(k, 2);
+        write_signed(&mut w, run as i64 - 1);
+        i += run;
     }
     // Values, each kind its own stream. Floats that are decimals with few
     // places (most sensor readings) are stored as scaled integers, which
@@ -134,28 +133,26 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, Corrupt> {
     let mut prev = r.read(64)? as i64;
     ts.push(prev);
     let mut delta = 0i64;
-    for _ in 1..n {
-        delta = delta.wrapping_add(read_signed(&mut r)?);
+    for dod in read_zero_runs(&mut r, n - 1)? {
+        delta = delta.wrapping_add(dod);
         prev = prev.wrapping_add(delta.wrapping_mul(unit));
         ts.push(prev);
     }
     let mut lsns = Vec::with_capacity(n);
     let mut lsn = r.read(64)? as i64;
     lsns.push(lsn as u64);
-    for _ in 1..n {
-        lsn = lsn.wrapping_add(read_signed(&mut r)?);
+    for d in read_zero_runs(&mut r, n - 1)? {
+        lsn = lsn.wrapping_add(d);
         lsns.push(lsn as u64);
     }
     let mut kinds = Vec::with_capacity(n);
-    let mut k = u64::MAX;
-    for _ in 0..n {
-        if r.bit()? {
-            k = r.read(2)?;
+    while kinds.len() < n {
+        let k = r.read(2)?;
+        let run = read_signed(&mut r)?;
+        if run < 0 || run as u64 >= (n - kinds.len()) as u64 {
+            return Err(Corrupt("kind run"));
         }
-        if k == u64::MAX {
-            return Err(Corrupt("kind"));
-        }
-        kinds.push(k);
+        kinds.extend(std::iter::repeat_n(k, run as usize + 1));
     }
     let scale = if r.bit()? {
         Some(r.read(3)? as i32)
@@ -225,6 +222,40 @@ fn decimal_scale(points: &[Entry]) -> Option<u8> {
             scaled.abs() < 9.0e15 && (scaled / p).to_bits() == f.to_bits()
         })
     })
+}
+
+/// Writes signed values; a zero is followed by how many more zeros come
+/// (regular timestamps and a batch's shared LSN cost a few bits per run).
+fn write_zero_runs(w: &mut BitWriter, values: &[i64]) {
+    let mut i = 0;
+    while i < values.len() {
+        write_signed(w, values[i]);
+        if values[i] == 0 {
+            let run = values[i..].iter().take_while(|v| **v == 0).count();
+            write_signed(w, run as i64 - 1);
+            i += run;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Reads `count` values written by [`write_zero_runs`].
+fn read_zero_runs(r: &mut BitReader<'_>, count: usize) -> Result<Vec<i64>, Corrupt> {
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let v = read_signed(r)?;
+        if v != 0 {
+            out.push(v);
+            continue;
+        }
+        let more = read_signed(r)?;
+        if more < 0 || more as u64 >= (count - out.len()) as u64 {
+            return Err(Corrupt("zero run"));
+        }
+        out.extend(std::iter::repeat_n(0, more as usize + 1));
+    }
+    Ok(out)
 }
 
 fn kind(v: &Value) -> u64 {

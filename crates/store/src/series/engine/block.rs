@@ -100,8 +100,9 @@ pub struct Block {
     pub index: Vec<IndexEntry>,
 }
 
-/// A rollup is stored only when it takes at most 1/this of the chunk's bytes.
-const ROLLUP_MAX_SHARE: usize = 10;
+/// A rollup is stored only when its buckets hold at least this many points on
+/// average (1 Hz data gets hourly rollups, 10 Hz and faster minute ones too).
+const ROLLUP_MIN_POINTS: usize = 600;
 
 /// The file name of block `id`.
 pub fn block_path(dir: &Path, id: u64) -> PathBuf {
@@ -275,17 +276,17 @@ impl BlockWriter {
         let mut rollup_bytes = Vec::new();
         let mut at = self.offset + bytes.len() as u64;
         for interval in ROLLUPS {
-            let encoded = postcard::to_stdvec(&rollup::rollup(points, interval)).map_err(|e| {
-                BlockError::Damaged {
-                    path: self.tmp.clone(),
-                    what: format!("encoding a rollup: {e}"),
-                }
-            })?;
-            // A rollup is kept only where it is much smaller than the points
-            // (many points per bucket); otherwise reading the points is as good.
-            if encoded.len() * ROLLUP_MAX_SHARE > bytes.len() {
+            let buckets = rollup::rollup(points, interval);
+            // A rollup pays where its buckets hold many points: it then costs
+            // little space and saves decoding them all. Elsewhere reading the
+            // points is as good.
+            if points.len() < buckets.len() * ROLLUP_MIN_POINTS {
                 continue;
             }
+            let encoded = postcard::to_stdvec(&buckets).map_err(|e| BlockError::Damaged {
+                path: self.tmp.clone(),
+                what: format!("encoding a rollup: {e}"),
+            })?;
             rollups.push((
                 interval,
                 at,

@@ -251,34 +251,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
             .await?;
         }
-        let (ratio, bytes_ratio) = match &i {
-            Some((r, before)) => {
-                let i_bytes = args
-                    .influx_dir
-                    .as_deref()
-                    .map(dir_bytes)
-                    .unwrap_or(0)
-                    .saturating_sub(*before) as f64
-                    / r.acked_points.max(1) as f64;
-                (
-                    format!("{:.2}×", t.points_per_sec / r.points_per_sec.max(1.0)),
-                    format!("{:.2}×", t_bytes / i_bytes.max(0.001)),
-                )
-            }
-            None => ("n/a".into(), "n/a".into()),
+        // InfluxDB's bytes per point, measured once.
+        let i_bytes = i.as_ref().map(|(r, before)| {
+            args.influx_dir
+                .as_deref()
+                .map(dir_bytes)
+                .unwrap_or(0)
+                .saturating_sub(*before) as f64
+                / r.acked_points.max(1) as f64
+        });
+        let (ratio, bytes_ratio) = match (&i, i_bytes) {
+            (Some((r, _)), Some(i_bytes)) => (
+                format!("{:.2}×", t.points_per_sec / r.points_per_sec.max(1.0)),
+                format!("{:.2}×", t_bytes / i_bytes.max(0.001)),
+            ),
+            _ => ("n/a".into(), "n/a".into()),
         };
         println!(
             "| {label} | Tributary | {:.0} | {ratio} | {t_bytes:.2} | {bytes_ratio} | {stored} of {} |",
             t.points_per_sec, t.acked_points
         );
-        if let Some((r, before)) = &i {
-            let i_bytes = args
-                .influx_dir
-                .as_deref()
-                .map(dir_bytes)
-                .unwrap_or(0)
-                .saturating_sub(*before) as f64
-                / r.acked_points.max(1) as f64;
+        if let (Some((r, _)), Some(i_bytes)) = (&i, i_bytes) {
             let count = influx_query(
                 &http,
                 args.influx.as_deref().unwrap_or_default(),

@@ -166,24 +166,43 @@ impl Block {
         })
     }
 
-    /// The points of index entry `i`, checked against its CRC.
-    pub fn read(&self, i: usize) -> Result<Vec<Entry>, BlockError> {
-        let damaged = |what: String| BlockError::Damaged {
+    fn damaged(&self, what: String) -> BlockError {
+        BlockError::Damaged {
             path: self.path.clone(),
             what,
-        };
-        let e = self
-            .index
-            .get(i)
-            .ok_or_else(|| damaged(format!("no index entry {i}")))?;
-        let mut bytes = vec![0u8; e.len as usize];
-        self.file
-            .read_exact_at(&mut bytes, e.offset)
-            .map_err(io_err(&self.path))?;
-        if crc32fast::hash(&bytes) != e.crc {
-            return Err(damaged(format!("chunk of {}/{} checksum", e.device, e.key)));
         }
-        chunk::decode(&bytes).map_err(|c| damaged(format!("chunk of {}/{}: {c}", e.device, e.key)))
+    }
+
+    fn entry(&self, i: usize) -> Result<&IndexEntry, BlockError> {
+        self.index
+            .get(i)
+            .ok_or_else(|| self.damaged(format!("no index entry {i}")))
+    }
+
+    /// `len` bytes at `offset`, checked against `crc`; `what` names them in errors.
+    fn read_checked(
+        &self,
+        offset: u64,
+        len: u32,
+        crc: u32,
+        what: &str,
+    ) -> Result<Vec<u8>, BlockError> {
+        let mut bytes = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(io_err(&self.path))?;
+        if crc32fast::hash(&bytes) != crc {
+            return Err(self.damaged(format!("{what} checksum")));
+        }
+        Ok(bytes)
+    }
+
+    /// The points of index entry `i`, checked against its CRC.
+    pub fn read(&self, i: usize) -> Result<Vec<Entry>, BlockError> {
+        let e = self.entry(i)?;
+        let what = format!("chunk of {}/{}", e.device, e.key);
+        let bytes = self.read_checked(e.offset, e.len, e.crc, &what)?;
+        chunk::decode(&bytes).map_err(|c| self.damaged(format!("{what}: {c}")))
     }
 
     /// The longest rollup interval of index entry `i` that divides `interval`.
@@ -199,31 +218,15 @@ impl Block {
 
     /// The `interval` rollup of index entry `i`, checked against its CRC.
     pub fn read_rollup(&self, i: usize, interval: i64) -> Result<Vec<(i64, Acc)>, BlockError> {
-        let damaged = |what: String| BlockError::Damaged {
-            path: self.path.clone(),
-            what,
-        };
-        let e = self
-            .index
-            .get(i)
-            .ok_or_else(|| damaged(format!("no index entry {i}")))?;
+        let e = self.entry(i)?;
+        let what = format!("rollup of {}/{}", e.device, e.key);
         let &(_, offset, len, crc) = e
             .rollups
             .iter()
             .find(|r| r.0 == interval)
-            .ok_or_else(|| damaged(format!("no {interval} ns rollup")))?;
-        let mut bytes = vec![0u8; len as usize];
-        self.file
-            .read_exact_at(&mut bytes, offset)
-            .map_err(io_err(&self.path))?;
-        if crc32fast::hash(&bytes) != crc {
-            return Err(damaged(format!(
-                "rollup of {}/{} checksum",
-                e.device, e.key
-            )));
-        }
-        postcard::from_bytes(&bytes)
-            .map_err(|err| damaged(format!("rollup of {}/{}: {err}", e.device, e.key)))
+            .ok_or_else(|| self.damaged(format!("no {interval} ns {what}")))?;
+        let bytes = self.read_checked(offset, len, crc, &what)?;
+        postcard::from_bytes(&bytes).map_err(|err| self.damaged(format!("{what}: {err}")))
     }
 
     /// Bytes on disk.

@@ -1,7 +1,8 @@
 //! Compaction: sealing makes one small block per interval; every time four
 //! blocks of one level exist they are merged, series by series, into one
 //! block of the next level (up to `MAX_LEVEL`), so a query reads a handful of
-//! blocks rather than one per seal. Deleted points are dropped on the way.
+//! blocks rather than one per seal, and the in-memory block indexes stay
+//! small. Deleted points are dropped on the way.
 //!
 //! Crash safety: the merged block is complete and fsynced before the manifest
 //! names it instead of its inputs, and the inputs are deleted only after
@@ -18,8 +19,10 @@ use super::{keep_newest, Engine};
 
 /// Blocks of one level merged at a time.
 const FAN_IN: usize = 4;
-/// Highest level made by merging (level 0 is a sealed head).
-const MAX_LEVEL: u8 = 3;
+/// Highest level made by merging (level 0 is a sealed head): with a 60 s
+/// seal interval, a level-6 block holds about three days, so a year is about
+/// 120 blocks (each block's index is kept in memory).
+const MAX_LEVEL: u8 = 6;
 
 type SeriesKey = (TenantId, DeviceId, String);
 

@@ -57,8 +57,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("opening metadata store")?;
     bootstrap::first_start(&meta, &config).await?;
     let series: Arc<dyn SeriesStore> = match config.series_store {
-        SeriesStoreKind::Engine => Arc::new(
-            Engine::open(
+        SeriesStoreKind::Engine => {
+            let engine = Engine::open(
                 &config.data_dir.join("tsdb"),
                 EngineConfig {
                     max_head_points: config.tsdb_max_head_points.max(1),
@@ -66,8 +66,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 },
             )
             .await
-            .context("opening the time-series engine")?,
-        ),
+            .context("opening the time-series engine")?;
+            import_sqlite_history(&config.data_dir, &engine).await?;
+            Arc::new(engine)
+        }
         SeriesStoreKind::Sqlite => Arc::new(
             SqliteSeries::open(&config.data_dir.join("series.db"))
                 .await
@@ -259,6 +261,44 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     meta.close().await;
     drop(lock);
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// A data directory from before the engine keeps its history in `series.db`:
+/// on the first start with the engine, every point moves into the engine
+/// (with its LSN), and the file is renamed `series.db.imported`.
+async fn import_sqlite_history(data_dir: &std::path::Path, engine: &Engine) -> anyhow::Result<()> {
+    let old = data_dir.join("series.db");
+    if !old.exists() || !engine.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(file = %old.display(), "moving the series history into the time-series engine");
+    let sqlite = SqliteSeries::open(&old)
+        .await
+        .context("opening series.db to move its history")?;
+    let applied = sqlite.applied_lsn().await?;
+    let mut points = 0usize;
+    let all = sqlite.series().await?;
+    for (id, tenant, device, key) in &all {
+        let p = sqlite.series_points(*id).await?;
+        points += p.len();
+        engine.import(*tenant, *device, key, p).await?;
+    }
+    engine.finish_import(applied).await?;
+    sqlite.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let from = data_dir.join(format!("series.db{suffix}"));
+        if from.exists() {
+            fs::rename(&from, data_dir.join(format!("series.db.imported{suffix}")))
+                .with_context(|| format!("renaming {}", from.display()))?;
+        }
+    }
+    tracing::info!(
+        series = all.len(),
+        points,
+        applied_lsn = applied,
+        "series history moved"
+    );
     Ok(())
 }
 

@@ -99,6 +99,47 @@ fn order_sql(o: Order) -> &'static str {
 }
 
 impl SqliteSeries {
+    /// Every series: (internal id, tenant, device, key); for moving the data
+    /// to another store.
+    pub async fn series(&self) -> Result<Vec<(i64, TenantId, DeviceId, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, tenant, device, key FROM series ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let parse = |col: &str| -> Result<uuid::Uuid, StoreError> {
+                    let s: String = r.try_get(col)?;
+                    s.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("{col} {s:?}")))
+                };
+                Ok((
+                    r.try_get("id")?,
+                    TenantId(parse("tenant")?),
+                    DeviceId(parse("device")?),
+                    r.try_get("key")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Every point of series `id` as (ts, value, lsn), oldest first.
+    pub async fn series_points(&self, id: i64) -> Result<Vec<(i64, Value, u64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT ts, kind, value, lsn FROM points WHERE series = ? ORDER BY ts")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("ts")?,
+                    decode_value(r, "kind", "value")?,
+                    r.try_get::<i64, _>("lsn")?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+
     /// First or last value per interval, from the raw points.
     async fn first_or_last(
         &self,

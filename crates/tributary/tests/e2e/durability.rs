@@ -237,3 +237,48 @@ async fn concurrent_requests_share_fsyncs() {
         "group commit: {fsyncs} fsyncs for {batches} batches"
     );
 }
+
+/// A data directory written by the SQLite series store (the default before the
+/// engine) keeps its history when the server starts with the engine.
+#[tokio::test]
+async fn history_in_series_db_moves_into_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Options::new(dir.path());
+    old.env = vec![("TRIBUTARY_SERIES_STORE", "sqlite".into())];
+    let s = Server::start_with(old);
+    let token = login(&s.base).await;
+    let (id, dev) = create_device(&s.base, &token, "veteran").await;
+    for i in 0..20i64 {
+        let body = json!({"ts": 1_700_000_000_000i64 + i * 1000, "values": {"v": i, "s": format!("x{i}")}});
+        assert_eq!(post_telemetry(&s.base, &dev, body.to_string()).await.0, 200);
+    }
+    assert!(s.terminate().success());
+    assert!(dir.path().join("series.db").exists());
+
+    let s = Server::start(dir.path());
+    let token = login(&s.base).await;
+    let (_, v) = get_json(
+        &s.base,
+        &token,
+        &format!("/api/v1/devices/{id}/telemetry?keys=v,s&limit=1000&order=asc"),
+    )
+    .await;
+    assert_eq!(v["v"].as_array().unwrap().len(), 20, "{v}");
+    assert_eq!(v["v"][19], json!({"ts": 1_700_000_019_000i64, "value": 19}));
+    assert_eq!(v["s"][3]["value"], "x3");
+    assert!(!dir.path().join("series.db").exists());
+    assert!(dir.path().join("series.db.imported").exists());
+    // New writes go on; a restart (nothing left to move) keeps everything.
+    let body = json!({"ts": 1_700_000_100_000i64, "values": {"v": 100}});
+    assert_eq!(post_telemetry(&s.base, &dev, body.to_string()).await.0, 200);
+    assert!(s.terminate().success());
+    let s = Server::start(dir.path());
+    let token = login(&s.base).await;
+    let (_, v) = get_json(
+        &s.base,
+        &token,
+        &format!("/api/v1/devices/{id}/telemetry?keys=v&limit=1000"),
+    )
+    .await;
+    assert_eq!(v["v"].as_array().unwrap().len(), 21);
+}

@@ -159,6 +159,65 @@ impl Engine {
         self.0.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the engine holds nothing yet (no block, nothing applied).
+    pub fn is_empty(&self) -> bool {
+        let st = self.read();
+        st.blocks.is_empty() && st.devices.is_empty() && st.manifest.durable_lsn == 0
+    }
+
+    /// Adds one series' points (ts, value, lsn) as they were stored elsewhere
+    /// (moving from the SQLite store); sealed as the head fills.
+    pub async fn import(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        key: &str,
+        points: Vec<Entry>,
+    ) -> Result<(), StoreError> {
+        let full = {
+            let mut st = self.write();
+            let s = st
+                .devices
+                .entry((tenant, device))
+                .or_default()
+                .entry(key.to_string())
+                .or_default();
+            let mut added = 0;
+            for (ts, v, lsn) in points {
+                if s.latest.as_ref().is_none_or(|(t, _)| ts >= *t) {
+                    s.latest = Some((ts, v.clone()));
+                }
+                keep_newest(&mut s.head, ts, v, lsn);
+                added += 1;
+            }
+            st.head_points += added;
+            st.head_points >= self.0.config.max_head_points
+        };
+        if full {
+            self.seal(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends an import: everything up to `lsn` counts as applied, and is sealed.
+    pub async fn finish_import(&self, lsn: u64) -> Result<(), StoreError> {
+        {
+            let mut st = self.write();
+            st.visible_lsn = st.visible_lsn.max(lsn);
+        }
+        self.seal(true).await?;
+        // A seal writes the manifest only when there was something to seal.
+        let manifest = {
+            let mut st = self.write();
+            st.manifest.durable_lsn = st.manifest.durable_lsn.max(lsn);
+            st.manifest.version += 1;
+            st.manifest.clone()
+        };
+        self.save_manifest(manifest).await?;
+        self.0.durable.fetch_max(lsn, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// The LSN up to which every applied point is in a block file.
     pub fn durable_lsn(&self) -> u64 {
         self.0.durable.load(Ordering::Acquire)

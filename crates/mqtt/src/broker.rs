@@ -209,8 +209,33 @@ impl Broker {
             }
             state.router.matches(&msg.topic)
         };
+        self.fan_out(&msg, &matched)
+    }
+
+    /// Routes a server message on `topic` whose payload is built only when
+    /// something in `space` subscribes to it; returns how many sessions matched.
+    pub fn publish_built(
+        &self,
+        space: Space,
+        topic: String,
+        qos: QoS,
+        payload: impl FnOnce() -> String,
+    ) -> usize {
+        let matched = match self.lock().spaces.get(&space) {
+            Some(s) if s.router.len() > 0 => s.router.matches(&topic),
+            _ => return 0,
+        };
+        if matched.is_empty() {
+            return 0;
+        }
+        let msg = Arc::new(Message::server(topic, payload(), qos));
+        self.fan_out(&msg, &matched)
+    }
+
+    /// Queues `msg` on every matched session (but the publisher's own no-local ones).
+    fn fan_out(&self, msg: &Arc<Message>, matched: &[(Arc<Session>, SubOptions)]) -> usize {
         let mut delivered = 0;
-        for (session, opts) in &matched {
+        for (session, opts) in matched {
             if opts.no_local && session.serial == msg.origin {
                 continue;
             }
@@ -227,14 +252,6 @@ impl Broker {
         }
         metrics::counter!("tributary_mqtt_messages_routed_total").increment(delivered as u64);
         delivered
-    }
-
-    /// Whether anything in `space` is subscribed to `topic`.
-    pub fn has_subscribers(&self, space: Space, topic: &str) -> bool {
-        self.lock()
-            .spaces
-            .get(&space)
-            .is_some_and(|s| s.router.len() > 0 && !s.router.matches(topic).is_empty())
     }
 
     /// Sends `msg` to `session` alone, if one of its subscriptions matches.

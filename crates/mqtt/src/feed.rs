@@ -9,7 +9,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use tributary_pipeline::{Committed, Listener};
 
 use crate::broker::Broker;
-use crate::session::{Message, Space};
+use crate::session::Space;
 
 /// The pipeline listener that feeds telemetry to broker subscribers.
 pub struct TelemetryFeed(pub Arc<Broker>);
@@ -20,25 +20,23 @@ impl Listener for TelemetryFeed {
             let batch = &entry.batch;
             let space = Space::Tenant(batch.tenant);
             let topic = format!("$devices/{}/telemetry", batch.device);
-            if !self.0.has_subscribers(space, &topic) {
-                continue;
-            }
-            // ThingsBoard's form: [{"ts": ms, "values": {...}}, ...], one entry per timestamp.
-            let mut by_ts: BTreeMap<i64, serde_json::Map<String, serde_json::Value>> =
-                BTreeMap::new();
-            for p in &batch.points {
-                by_ts
-                    .entry(p.ts.div_euclid(1_000_000))
-                    .or_default()
-                    .insert(p.key.clone(), p.value.to_json());
-            }
-            let payload: Vec<serde_json::Value> = by_ts
-                .into_iter()
-                .map(|(ts, values)| serde_json::json!({"ts": ts, "values": values}))
-                .collect();
-            let payload = serde_json::Value::Array(payload).to_string();
-            self.0
-                .publish(space, Message::server(topic, payload, QoS::AtLeastOnce));
+            // The JSON is built only when an application subscribes.
+            self.0.publish_built(space, topic, QoS::AtLeastOnce, || {
+                // ThingsBoard's form: [{"ts": ms, "values": {...}}, ...], one entry per timestamp.
+                let mut by_ts: BTreeMap<i64, serde_json::Map<String, serde_json::Value>> =
+                    BTreeMap::new();
+                for p in &batch.points {
+                    by_ts
+                        .entry(p.ts.div_euclid(1_000_000))
+                        .or_default()
+                        .insert(p.key.clone(), p.value.to_json());
+                }
+                let payload: Vec<serde_json::Value> = by_ts
+                    .into_iter()
+                    .map(|(ts, values)| serde_json::json!({"ts": ts, "values": values}))
+                    .collect();
+                serde_json::Value::Array(payload).to_string()
+            });
         }
     }
 }

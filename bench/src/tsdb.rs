@@ -3,15 +3,20 @@
 //! noisy signals; durable write throughput, bytes on disk per point once
 //! sealed, an hourly-average query over 10 million points of one series,
 //! peak memory, and a read-back of every point written.
+//!
+//! The write rounds render the simulator's messages to request bodies before
+//! the clock starts, so the figures are the servers' rather than the
+//! generator's (which shares the machine's two cores).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use tributary_sim::scenario::Scenario;
-use tributary_sim::target::{LineTarget, Target};
+use tributary_sim::target::{lines, LineTarget, Target};
 use tributary_sim::{Report, RunOptions};
 
 use crate::api::login;
@@ -43,6 +48,9 @@ pub struct Args {
     /// Seconds per write round.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Points rendered per write round (the round ends early if they run out).
+    #[arg(long, default_value_t = 8_000_000)]
+    render_points: u64,
     /// Points of the single series the aggregate query reads.
     #[arg(long, default_value_t = 10_000_000)]
     query_points: u64,
@@ -115,6 +123,73 @@ async fn write(
     )
     .await
     .map_err(anyhow::Error::msg)
+}
+
+/// What a round of pre-rendered writes achieved.
+struct Blast {
+    points_per_sec: f64,
+    acked_points: u64,
+}
+
+/// Per writer, its request bodies (and their point counts) in time order,
+/// rendered from the simulator's messages.
+fn render(label: &str, signal: &str, start_ms: i64, points: u64) -> Vec<Vec<(Bytes, u64)>> {
+    let mut sc = scenario(label, signal, WRITERS);
+    sc.rate.points = Some(points);
+    let mut fleet = tributary_sim::Fleet::new(&sc, 7, start_ms);
+    let mut per_writer = vec![Vec::new(); WRITERS];
+    for msg in fleet.advance(f64::MAX, true) {
+        let name = format!("{label}-{}", msg.device);
+        let n = msg.readings.len() as u64;
+        per_writer[msg.device].push((Bytes::from(lines(label, &name, &msg)), n));
+    }
+    per_writer
+}
+
+/// Each writer posts its bodies one after another, for at most `seconds`.
+async fn blast(
+    url: &str,
+    token: Option<&str>,
+    bodies: &[Vec<(Bytes, u64)>],
+    seconds: u64,
+) -> anyhow::Result<Blast> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = bodies
+        .iter()
+        .cloned()
+        .map(|mine| {
+            let (http, url) = (http.clone(), url.to_string());
+            let auth = token.map(|t| format!("Token {t}"));
+            tokio::spawn(async move {
+                let mut acked = 0u64;
+                for (body, n) in mine {
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    let mut req = http.post(&url).body(body);
+                    if let Some(a) = &auth {
+                        req = req.header("Authorization", a);
+                    }
+                    let res = req.send().await?;
+                    if !res.status().is_success() {
+                        bail!("write failed: {} {}", res.status(), res.text().await?);
+                    }
+                    acked += n;
+                }
+                Ok(acked)
+            })
+        })
+        .collect();
+    let mut acked = 0;
+    for t in tasks {
+        acked += t.await??;
+    }
+    Ok(Blast {
+        points_per_sec: acked as f64 / started.elapsed().as_secs_f64(),
+        acked_points: acked,
+    })
 }
 
 /// Points stored for device `name` in Tributary (by a count aggregate over all time).
@@ -210,30 +285,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     {
         let names: Vec<String> = (0..WRITERS).map(|i| format!("{label}-{i}")).collect();
         let start = start_ms + round as i64 * 10_000_000_000;
+        eprintln!("rendering {} {label} points…", args.render_points);
+        let bodies = render(label, signal, start, args.render_points);
         let t_before = dir_bytes(&args.tributary_dir);
-        let t = write(
-            Target::Line(
-                LineTarget::new(&args.tributary, "tsdb", label, names.clone()).with_token(&key),
-            ),
-            scenario(label, signal, WRITERS),
-            Some(args.seconds),
-            start,
+        let t = blast(
+            &format!("{}/write?db=tsdb&precision=ms", args.tributary),
+            Some(&key),
+            &bodies,
+            args.seconds,
         )
         .await?;
         let i = match &args.influx {
             Some(base) => {
                 let before = args.influx_dir.as_deref().map(dir_bytes).unwrap_or(0);
-                let r = write(
-                    Target::Line(LineTarget::new(base, "tsdb", label, names.clone())),
-                    scenario(label, signal, WRITERS),
-                    Some(args.seconds),
-                    start,
+                let r = blast(
+                    &format!("{base}/write?db=tsdb&precision=ms"),
+                    None,
+                    &bodies,
+                    args.seconds,
                 )
                 .await?;
                 Some((r, before))
             }
             None => None,
         };
+        drop(bodies);
         // Let both seal/snapshot what they hold (Tributary's seal interval and
         // InfluxDB's cold-cache snapshot are set short by bench/run.sh).
         tokio::time::sleep(Duration::from_secs(12)).await;

@@ -9,7 +9,7 @@ pub mod provision;
 use crate::generator::Message;
 
 pub use http::HttpTarget;
-pub use line::LineTarget;
+pub use line::{lines, LineTarget};
 pub use mqtt::{MqttOptions, MqttTarget};
 
 /// What happened to one message.

@@ -138,10 +138,21 @@ fn render(label: &str, signal: &str, start_ms: i64, points: u64) -> Vec<Vec<(Byt
     sc.rate.points = Some(points);
     let mut fleet = tributary_sim::Fleet::new(&sc, 7, start_ms);
     let mut per_writer = vec![Vec::new(); WRITERS];
-    for msg in fleet.advance(f64::MAX, true) {
-        let name = format!("{label}-{}", msg.device);
-        let n = msg.readings.len() as u64;
-        per_writer[msg.device].push((Bytes::from(lines(label, &name, &msg)), n));
+    // Step through simulated time one batch at a time, so every device gets
+    // its share of the point budget.
+    let step = BATCH as f64 * 1000.0;
+    let mut until = 0.0;
+    loop {
+        until += step;
+        let finished = fleet.finished();
+        for msg in fleet.advance(until, finished) {
+            let name = format!("{label}-{}", msg.device);
+            let n = msg.readings.len() as u64;
+            per_writer[msg.device].push((Bytes::from(lines(label, &name, &msg)), n));
+        }
+        if finished {
+            break;
+        }
     }
     per_writer
 }

@@ -7,10 +7,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
 use tributary_store::meta::{Group, Sort, SortField, Updated};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::devices::{device_id, double_option};
-use crate::extract::{etag, list_params, ApiJson, Auth, ClientIp, IfMatch};
+use super::NamedPageQuery;
+use crate::extract::{etag, ApiJson, Auth, ClientIp, IfMatch};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -65,20 +66,6 @@ pub struct GroupList {
     next_cursor: Option<String>,
 }
 
-/// Filters, order and page of the group list.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct GroupQuery {
-    /// 1–1000, default 100.
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// `name` (default), `created_at`, or either with `-` for descending.
-    sort: Option<String>,
-    /// Name contains this.
-    name: Option<String>,
-}
-
 async fn find(
     s: &AppState,
     tenant: tributary_model::TenantId,
@@ -120,19 +107,17 @@ pub async fn create(
 }
 
 /// Groups of the current tenant.
-#[utoipa::path(get, path = "/api/v1/groups", tag = "groups", security(("bearer" = [])), params(GroupQuery),
+#[utoipa::path(get, path = "/api/v1/groups", tag = "groups", security(("bearer" = [])), params(NamedPageQuery),
     responses((status = 200, body = GroupList), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    q: Result<Query<GroupQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<NamedPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<GroupList>, ApiError> {
     let p = auth.require(Action::Read)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let params = list_params(
-        q.limit.as_deref(),
-        q.cursor.as_deref(),
-        q.sort.as_deref(),
+    let params = super::named_page_params(
+        &q,
         Sort {
             field: SortField::Name,
             desc: false,

@@ -112,6 +112,18 @@ pub enum Updated<T> {
     Stale(T),
 }
 
+impl<T> Updated<T> {
+    /// The outcome of an UPDATE conditional on the version: applied when it
+    /// changed a row, else stale (or gone), with the state read after it.
+    pub(crate) fn after(rows_affected: u64, now: Option<T>) -> Self {
+        match (rows_affected, now) {
+            (1, Some(t)) => Updated::Ok(t),
+            (_, Some(t)) => Updated::Stale(t),
+            (_, None) => Updated::NotFound,
+        }
+    }
+}
+
 const COLUMNS: &str =
     "id, tenant_id, name, labels, tags, profile_id, token_hint, mqtt_username, mqtt_client_id, version, created_at";
 
@@ -307,22 +319,15 @@ impl MetaStore {
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::conflict_or(e, "device with this name"))?;
-        let now = self.get_device(tenant, id).await?;
-        Ok(match (res.rows_affected(), now) {
-            (1, Some(d)) => Updated::Ok(d),
-            (_, Some(d)) => Updated::Stale(d),
-            (_, None) => Updated::NotFound,
-        })
+        Ok(Updated::after(
+            res.rows_affected(),
+            self.get_device(tenant, id).await?,
+        ))
     }
 
     /// Deletes a device of `tenant`; false when there was none.
     pub async fn delete_device(&self, tenant: TenantId, id: DeviceId) -> Result<bool, StoreError> {
-        let res = sqlx::query("DELETE FROM devices WHERE tenant_id = ? AND id = ?")
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(res.rows_affected() > 0)
+        self.delete_scoped("devices", tenant, &id.to_string()).await
     }
 
     /// The device whose access token hashes to `token_hash` (this discovers the tenant).

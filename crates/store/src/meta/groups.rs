@@ -123,7 +123,7 @@ impl MetaStore {
         if if_version.is_some_and(|v| v != cur.version) {
             return Ok(Updated::Stale(cur));
         }
-        sqlx::query("UPDATE device_groups SET name = ?, description = ?, version = version + 1 WHERE tenant_id = ? AND id = ? AND version = ?")
+        let res = sqlx::query("UPDATE device_groups SET name = ?, description = ?, version = version + 1 WHERE tenant_id = ? AND id = ? AND version = ?")
             .bind(name.unwrap_or(&cur.name))
             .bind(description.map(|d| d.map(str::to_string)).unwrap_or(cur.description.clone()))
             .bind(tenant.to_string())
@@ -132,21 +132,15 @@ impl MetaStore {
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::conflict_or(e, "group with this name"))?;
-        Ok(match self.get_group(tenant, id).await? {
-            Some(g) if g.version == cur.version + 1 => Updated::Ok(g),
-            Some(g) => Updated::Stale(g),
-            None => Updated::NotFound,
-        })
+        Ok(Updated::after(
+            res.rows_affected(),
+            self.get_group(tenant, id).await?,
+        ))
     }
 
     /// Deletes a group (not its devices).
     pub async fn delete_group(&self, tenant: TenantId, id: &str) -> Result<bool, StoreError> {
-        let res = sqlx::query("DELETE FROM device_groups WHERE tenant_id = ? AND id = ?")
-            .bind(tenant.to_string())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(res.rows_affected() > 0)
+        self.delete_scoped("device_groups", tenant, id).await
     }
 
     /// Adds a device to a group; both must be in `tenant`. False when either is missing.

@@ -56,4 +56,22 @@ impl MetaStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Deletes row `id` of `table` (one of ours, never user input) if it is
+    /// in `tenant`; false when there was none.
+    async fn delete_scoped(
+        &self,
+        table: &'static str,
+        tenant: tributary_model::TenantId,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() > 0)
+    }
 }

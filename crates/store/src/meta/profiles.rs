@@ -142,7 +142,7 @@ impl MetaStore {
         if if_version.is_some_and(|v| v != cur.version) {
             return Ok(Updated::Stale(cur));
         }
-        sqlx::query(
+        let res = sqlx::query(
             "UPDATE device_profiles SET name = ?, description = ?, schema = ?, version = version + 1 \
              WHERE tenant_id = ? AND id = ? AND version = ?",
         )
@@ -155,20 +155,14 @@ impl MetaStore {
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::conflict_or(e, "profile with this name"))?;
-        Ok(match self.get_profile(tenant, id).await? {
-            Some(p) if p.version == cur.version + 1 => Updated::Ok(p),
-            Some(p) => Updated::Stale(p),
-            None => Updated::NotFound,
-        })
+        Ok(Updated::after(
+            res.rows_affected(),
+            self.get_profile(tenant, id).await?,
+        ))
     }
 
     /// Deletes a profile; its devices keep no profile.
     pub async fn delete_profile(&self, tenant: TenantId, id: &str) -> Result<bool, StoreError> {
-        let res = sqlx::query("DELETE FROM device_profiles WHERE tenant_id = ? AND id = ?")
-            .bind(tenant.to_string())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(res.rows_affected() > 0)
+        self.delete_scoped("device_profiles", tenant, id).await
     }
 }

@@ -18,19 +18,22 @@ pub enum Action {
     ReadAudit,
     /// Grant or take away the owner role.
     ManageOwners,
+    /// Change the tenant's settings (name, data retention).
+    ConfigureTenant,
     /// Delete the tenant and all its data.
     DeleteTenant,
 }
 
 impl Action {
     /// Every action, in the order of the documented table.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Read,
         Action::Write,
         Action::ManageApiKeys,
         Action::ManageMembers,
         Action::ReadAudit,
         Action::ManageOwners,
+        Action::ConfigureTenant,
         Action::DeleteTenant,
     ];
 
@@ -43,6 +46,7 @@ impl Action {
             Action::ManageMembers => "manage members",
             Action::ReadAudit => "read the audit log",
             Action::ManageOwners => "manage owners",
+            Action::ConfigureTenant => "configure the tenant",
             Action::DeleteTenant => "delete the tenant",
         }
     }
@@ -54,7 +58,10 @@ pub fn allows(role: Role, action: Action) -> bool {
     match action {
         Action::Read => true,
         Action::Write => matches!(role, Owner | Admin | Editor),
-        Action::ManageApiKeys | Action::ManageMembers | Action::ReadAudit => {
+        Action::ManageApiKeys
+        | Action::ManageMembers
+        | Action::ReadAudit
+        | Action::ConfigureTenant => {
             matches!(role, Owner | Admin)
         }
         Action::ManageOwners | Action::DeleteTenant => role == Owner,

@@ -37,6 +37,8 @@ pub struct HttpConfig {
     pub live_selector_refresh: Duration,
     /// Most points replayed from the store to a resuming client.
     pub live_resume_max_points: usize,
+    /// Days time series are kept for a tenant that sets no retention (0: forever).
+    pub default_retention_days: u32,
 }
 
 /// Shared state of all handlers.

@@ -3,12 +3,13 @@
 //! scoped to; only credential look-ups (which discover the tenant) do not.
 
 pub mod meta;
+pub mod retention;
 pub mod series;
 mod sqlite;
 
 pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
 pub use meta::{ListParams, Page};
-pub use series::engine::{Engine, EngineConfig};
+pub use series::engine::{Engine, EngineConfig, Expired};
 pub use series::sqlite::SqliteSeries;
 pub use series::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 

@@ -309,3 +309,81 @@ async fn aggregates_from_rollups_match_the_points() {
         .sum();
     assert_eq!(total, 5 * hour - hour / 2 + 11);
 }
+
+/// Retention: a tenant's points before the cutoff vanish from every answer at
+/// once, wholly expired block files are deleted, mostly expired ones are
+/// rewritten, other tenants keep everything, and all of it holds after a
+/// restart and a replay of the log.
+#[tokio::test]
+async fn expired_points_vanish_and_their_blocks_are_reclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, other, d, o) = (
+        TenantId::new(),
+        TenantId::new(),
+        DeviceId::new(),
+        DeviceId::new(),
+    );
+    let cutoff = 1_000 * 1_000_000_000;
+    let blocks = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".blk"))
+            .collect();
+        names.sort();
+        names
+    };
+    // Block 1: only old points of `t`. Block 2: old points of both tenants,
+    // a few new ones of `t`. The head: old and new points of `t`.
+    let old_only = batch(t, d, "v", 0, 100);
+    let mixed = [batch(t, d, "v", 900, 200), batch(other, o, "v", 0, 100)];
+    let head = batch(t, d, "w", 990, 20);
+    {
+        let e = Engine::open(dir.path(), config(1_000_000)).await.unwrap();
+        e.apply(&[(1, &old_only)]).await.unwrap();
+        e.close().await;
+        e.apply(&[(2, &mixed[0]), (3, &mixed[1])]).await.unwrap();
+        e.close().await;
+        e.apply(&[(4, &head)]).await.unwrap();
+        assert_eq!(blocks(dir.path()).len(), 2);
+        let done = e.expire_before(t, cutoff).await.unwrap();
+        assert_eq!(done.blocks_deleted, 1, "{done:?}");
+        assert_eq!(done.head_points, 10, "{done:?}");
+        let r = e.query(t, d, &all()).await.unwrap();
+        assert_eq!(r["v"].len(), 100, "900..1100 minus the expired 900..1000");
+        assert_eq!(r["v"][0].ts, cutoff);
+        assert_eq!(r["w"].len(), 10);
+        assert_eq!(e.query(other, o, &all()).await.unwrap()["v"].len(), 100);
+        // Late points before the cutoff are not taken in.
+        e.apply(&[(5, &batch(t, d, "v", 10, 5))]).await.unwrap();
+        assert_eq!(e.query(t, d, &all()).await.unwrap()["v"].len(), 100);
+        // An expiry that does not move the cutoff does nothing.
+        let again = e.expire_before(t, cutoff - 1).await.unwrap();
+        assert_eq!(again, tributary_store::Expired::default());
+        e.close().await;
+    }
+    let e = Engine::open(dir.path(), config(1_000_000)).await.unwrap();
+    // A replay of the whole log after the restart brings nothing back.
+    e.apply(&[(1, &old_only), (2, &mixed[0]), (3, &mixed[1]), (4, &head)])
+        .await
+        .unwrap();
+    let r = e.query(t, d, &all()).await.unwrap();
+    assert_eq!((r["v"].len(), r["w"].len()), (100, 10));
+    assert_eq!(
+        e.latest(t, d, &[]).await.unwrap()["v"].ts,
+        1_099 * 1_000_000_000
+    );
+    assert_eq!(e.query(other, o, &all()).await.unwrap()["v"].len(), 100);
+    // Expiring everything of `t` rewrites the shared block without it.
+    let done = e.expire_before(t, i64::MAX).await.unwrap();
+    assert!(done.blocks_deleted + done.blocks_rewritten >= 1, "{done:?}");
+    assert!(e.query(t, d, &all()).await.unwrap().is_empty());
+    assert!(e.latest(t, d, &[]).await.unwrap().is_empty());
+    assert_eq!(e.query(other, o, &all()).await.unwrap()["v"].len(), 100);
+    e.close().await;
+    drop(e);
+    let e = Engine::open(dir.path(), config(1_000_000)).await.unwrap();
+    assert!(e.query(t, d, &all()).await.unwrap().is_empty());
+    assert_eq!(e.query(other, o, &all()).await.unwrap()["v"].len(), 100);
+}

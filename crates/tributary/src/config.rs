@@ -177,6 +177,10 @@ pub struct Config {
     pub tsdb_max_head_points: usize,
     /// Longest data stays only in the engine's head (and the write-ahead log).
     pub tsdb_seal_interval_secs: u64,
+    /// Days time series are kept for tenants that set no retention (0: forever).
+    pub retention_days: u32,
+    /// How often expired time series are dropped (seconds).
+    pub retention_check_secs: u64,
 
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
@@ -238,6 +242,8 @@ impl Default for Config {
             series_store: SeriesStoreKind::Engine,
             tsdb_max_head_points: 1_000_000,
             tsdb_seal_interval_secs: 60,
+            retention_days: 0,
+            retention_check_secs: 3600,
             shutdown_grace_secs: 10,
         }
     }

@@ -15,6 +15,7 @@ use tributary_http::{AppState, HttpConfig};
 use tributary_live::{Hub, HubConfig};
 use tributary_model::ParseLimits;
 use tributary_pipeline::{Listener, Pipeline, PipelineConfig};
+use tributary_store::retention::RetentionPolicy;
 use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SqliteSeries};
 
 use crate::config::{Config, SeriesStoreKind};
@@ -173,6 +174,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             live_auth_recheck: Duration::from_secs(config.live_auth_recheck_secs.max(1)),
             live_selector_refresh: Duration::from_secs(config.live_selector_refresh_secs.max(1)),
             live_resume_max_points: config.live_resume_max_points,
+            default_retention_days: config.retention_days,
         }),
         ready: ready.clone(),
         shutdown: shutdown_rx.clone(),
@@ -213,6 +215,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(addr = %tls_addr, "mqtt tls listening");
     }
     tokio::spawn(tributary_mqtt::sweep(broker, shutdown_rx.clone()));
+    tokio::spawn(tributary_store::retention::run(
+        meta.clone(),
+        series.clone(),
+        RetentionPolicy {
+            default_days: config.retention_days,
+            every: Duration::from_secs(config.retention_check_secs.max(1)),
+        },
+        shutdown_rx.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(&config.http_listen)
         .await

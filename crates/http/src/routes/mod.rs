@@ -93,7 +93,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::accept_invite))
         .routes(routes!(auth::me))
         .routes(routes!(tenants::list, tenants::create))
-        .routes(routes!(tenants::delete))
+        .routes(routes!(tenants::get, tenants::update, tenants::delete))
         .routes(routes!(members::list))
         .routes(routes!(members::get, members::update, members::remove))
         .routes(routes!(members::create_invite, members::list_invites))

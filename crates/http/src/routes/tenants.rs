@@ -1,4 +1,4 @@
-//! Tenants: list one's own, create one, delete the current one.
+//! Tenants: list one's own, create one, read, configure and delete the current one.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +12,7 @@ use crate::extract::{ApiJson, Auth, ClientIp};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
+use tributary_store::meta::TenantSettings;
 
 /// A new tenant.
 #[derive(Deserialize, ToSchema)]
@@ -25,6 +26,41 @@ pub struct CreateTenant {
 pub struct TenantView {
     id: String,
     name: String,
+}
+
+/// Longest retention a tenant may set (days).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// The current tenant's settings.
+#[derive(Serialize, ToSchema)]
+pub struct TenantSettingsView {
+    id: String,
+    name: String,
+    /// Days its time series are kept as set for it; null: the server's default.
+    retention_days: Option<u32>,
+    /// Days they are kept in effect (0: forever).
+    effective_retention_days: u32,
+}
+
+/// A change to the current tenant's settings; omitted fields stay as they are.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[serde(default)]
+    name: Option<String>,
+    /// Days to keep time series (0: forever), or null for the server's default.
+    #[serde(default, with = "super::devices::double_option")]
+    #[schema(value_type = Option<u32>)]
+    retention_days: Option<Option<u32>>,
+}
+
+fn settings_view(t: TenantSettings, default_days: u32) -> TenantSettingsView {
+    TenantSettingsView {
+        id: t.id.to_string(),
+        name: t.name,
+        retention_days: t.retention_days,
+        effective_retention_days: t.retention_days.unwrap_or(default_days),
+    }
 }
 
 /// The caller's tenants and roles.
@@ -78,6 +114,67 @@ pub async fn create(
             name: tenant.name,
         }),
     ))
+}
+
+/// The current tenant's settings, with the retention in effect.
+#[utoipa::path(get, path = "/api/v1/tenant", tag = "tenants", security(("bearer" = [])),
+    responses((status = 200, body = TenantSettingsView), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<Json<TenantSettingsView>, ApiError> {
+    let p = auth.require(Action::Read)?;
+    let t = s
+        .meta
+        .tenant_settings(p.tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant not found"))?;
+    Ok(Json(settings_view(t, s.config.default_retention_days)))
+}
+
+/// Change the current tenant's name or data retention (owner or admin). A
+/// shorter retention drops the older time series within the retention check interval.
+#[utoipa::path(patch, path = "/api/v1/tenant", tag = "tenants", security(("bearer" = [])), request_body = UpdateTenant,
+    responses((status = 200, body = TenantSettingsView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub async fn update(
+    State(s): State<AppState>,
+    auth: Auth,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<UpdateTenant>,
+) -> Result<Json<TenantSettingsView>, ApiError> {
+    let p = auth.require(Action::ConfigureTenant)?;
+    if let Some(name) = &req.name {
+        validate::text("name", name, 128)?;
+    }
+    if let Some(Some(days)) = req.retention_days {
+        if days > MAX_RETENTION_DAYS {
+            return Err(ApiError::validation(
+                "retention_days",
+                format!(
+                    "retention_days must be at most {MAX_RETENTION_DAYS} (0 keeps data forever)"
+                ),
+            ));
+        }
+    }
+    let t = s
+        .meta
+        .update_tenant_settings(
+            p.tenant,
+            req.name.as_deref().map(str::trim),
+            req.retention_days,
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant not found"))?;
+    s.audit(
+        p,
+        &ip,
+        "tenant.update",
+        "tenant",
+        Some(&t.id.to_string()),
+        Some(serde_json::json!({ "name": t.name, "retention_days": t.retention_days })),
+    )
+    .await;
+    Ok(Json(settings_view(t, s.config.default_retention_days)))
 }
 
 /// Delete the current tenant with all its devices, data and memberships (owner only).

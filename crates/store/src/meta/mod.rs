@@ -11,6 +11,7 @@ pub mod page;
 mod profile_cache;
 mod profiles;
 mod schema;
+mod tenant_settings;
 mod tokens;
 mod users;
 
@@ -27,6 +28,7 @@ pub use invites::Invite;
 pub use page::{ListParams, Page, Sort, SortField};
 pub use profile_cache::ProfileCache;
 pub use profiles::Profile;
+pub use tenant_settings::TenantSettings;
 pub use tokens::{RefreshToken, TakeOutcome};
 pub use users::{Member, Role, Tenant, User};
 

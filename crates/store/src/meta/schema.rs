@@ -1,6 +1,7 @@
 //! Schema steps of the metadata database, applied in order once each.
 
-pub(super) const STEPS: &[&str] = &[r#"
+pub(super) const STEPS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL,
@@ -116,4 +117,8 @@ CREATE TABLE audit_log (
     detail        TEXT
 );
 CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
-"#];
+"#,
+    r#"
+ALTER TABLE tenants ADD COLUMN retention_days INTEGER;
+"#,
+];

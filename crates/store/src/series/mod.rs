@@ -154,6 +154,8 @@ pub trait SeriesStore: Send + Sync + 'static {
     ) -> Result<Vec<Change>, StoreError>;
     /// Deletes every sample of a device; returns how many series went.
     async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError>;
+    /// Drops the tenant's samples older than `before` (ns): its retention.
+    async fn expire(&self, tenant: TenantId, before: i64) -> Result<(), StoreError>;
     /// Deletes every sample of a tenant; returns how many series went.
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError>;
     /// Makes everything applied durable and releases the store (at shutdown).

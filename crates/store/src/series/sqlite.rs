@@ -467,6 +467,20 @@ impl SeriesStore for SqliteSeries {
         Ok(res.rows_affected())
     }
 
+    async fn expire(&self, tenant: TenantId, before: i64) -> Result<(), StoreError> {
+        let res = sqlx::query(
+            "DELETE FROM points WHERE series IN (SELECT id FROM series WHERE tenant = ?) AND ts < ?",
+        )
+        .bind(tenant.to_string())
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() > 0 {
+            tracing::info!(%tenant, points = res.rows_affected(), "expired time series past the tenant's retention");
+        }
+        Ok(())
+    }
+
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM points WHERE series IN (SELECT id FROM series WHERE tenant = ?)")

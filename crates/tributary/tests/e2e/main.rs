@@ -13,5 +13,6 @@ mod mqtt;
 mod mqtt_broker;
 mod operations;
 mod resources;
+mod retention;
 mod simulate;
 mod tenancy;

@@ -2,7 +2,7 @@
 //! blocks of one level exist they are merged, series by series, into one
 //! block of the next level (up to `MAX_LEVEL`), so a query reads a handful of
 //! blocks rather than one per seal, and the in-memory block indexes stay
-//! small. Deleted points are dropped on the way.
+//! small. Deleted and expired points are dropped on the way.
 //!
 //! Crash safety: the merged block is complete and fsynced before the manifest
 //! names it instead of its inputs, and the inputs are deleted only after
@@ -36,7 +36,7 @@ impl Engine {
             let merged =
                 tokio::task::spawn_blocking(move || merge(&dir, id, &merging, &manifest)).await;
             match merged {
-                Ok(Ok(block)) => self.replace(level, &inputs, block).await,
+                Ok(Ok(block)) => self.replace(level + 1, &inputs, block).await,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "compaction failed; the blocks stay as they are");
                     return;
@@ -65,8 +65,8 @@ impl Engine {
         Some((level, blocks.into_iter().take(FAN_IN).collect(), id))
     }
 
-    /// Puts the merged block in place of its inputs, in memory and in the manifest.
-    async fn replace(&self, level: u8, inputs: &[Arc<Block>], merged: Block) {
+    /// Puts the merged block (of `level`) in place of its inputs, in memory and in the manifest.
+    pub(super) async fn replace(&self, level: u8, inputs: &[Arc<Block>], merged: Block) {
         let merged = Arc::new(merged);
         let gone: HashSet<u64> = inputs.iter().map(|b| b.id).collect();
         let at: HashMap<(TenantId, DeviceId, &str), usize> = merged
@@ -94,7 +94,7 @@ impl Engine {
             }
             st.manifest.blocks.retain(|id| !gone.contains(id));
             st.manifest.blocks.push(merged.id);
-            st.manifest.levels.insert(merged.id, level + 1);
+            st.manifest.levels.insert(merged.id, level);
             st.blocks.insert(merged.id, merged.clone());
             st.manifest.version += 1;
             st.manifest.clone()
@@ -111,7 +111,7 @@ impl Engine {
 }
 
 /// Writes block `id` holding every live point of `inputs`, one series at a time.
-fn merge(
+pub(super) fn merge(
     dir: &std::path::Path,
     id: u64,
     inputs: &[Arc<Block>],
@@ -131,12 +131,13 @@ fn merge(
     let mut w = BlockWriter::create(dir, id)?;
     for key in keys {
         let mut points: BTreeMap<i64, (Value, u64)> = BTreeMap::new();
+        let cutoff = manifest.cutoff(key.0);
         for (b, m) in inputs.iter().zip(&where_) {
             let Some(&i) = m.get(&key) else { continue };
             match b.read(i) {
                 Ok(chunk) => {
                     for (ts, v, lsn) in chunk {
-                        if !manifest.is_deleted(key.0, key.1, lsn) {
+                        if ts >= cutoff && !manifest.is_deleted(key.0, key.1, lsn) {
                             keep_newest(&mut points, ts, v, lsn);
                         }
                     }

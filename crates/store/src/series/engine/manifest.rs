@@ -1,9 +1,13 @@
 //! The manifest: which block files make up the store, up to which LSN
-//! everything is in them, and which devices and tenants were deleted. It is
-//! replaced atomically (write, fsync, rename, fsync the directory) and
-//! carries a CRC32.
+//! everything is in them, which devices and tenants were deleted and up to
+//! which time each tenant's data has expired. It is replaced atomically
+//! (write, fsync, rename, fsync the directory) and carries a CRC32.
+//!
+//! Layout: the postcard encoding of [`Manifest`], then that of
+//! [`Retention`] (absent in manifests written before retention existed),
+//! then the CRC32 of both.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
@@ -33,6 +37,9 @@ pub struct Manifest {
     pub deleted_devices: Vec<(TenantId, DeviceId, u64)>,
     /// Deleted tenants, likewise.
     pub deleted_tenants: Vec<(TenantId, u64)>,
+    /// Per tenant, the time (ns) before which its points have expired.
+    #[serde(skip)]
+    pub expired_before: BTreeMap<TenantId, i64>,
     #[serde(skip)]
     deleted: HashMap<DeviceId, u64>,
     #[serde(skip)]
@@ -61,7 +68,12 @@ impl Manifest {
         if crc32fast::hash(body).to_le_bytes() != crc {
             return Err(damaged());
         }
-        let mut m: Manifest = postcard::from_bytes(body).map_err(|_| damaged())?;
+        let (mut m, rest): (Manifest, _) =
+            postcard::take_from_bytes(body).map_err(|_| damaged())?;
+        if !rest.is_empty() {
+            let r: Retention = postcard::from_bytes(rest).map_err(|_| damaged())?;
+            m.expired_before = r.expired_before.into_iter().collect();
+        }
         m.reindex();
         Ok(m)
     }
@@ -101,6 +113,20 @@ impl Manifest {
         self.reindex();
     }
 
+    /// Records that the tenant's points older than `before` (ns) have expired.
+    pub fn expire(&mut self, tenant: TenantId, before: i64) {
+        let e = self.expired_before.entry(tenant).or_insert(before);
+        *e = (*e).max(before);
+    }
+
+    /// The time before which the tenant's points have expired (`i64::MIN`: none).
+    pub fn cutoff(&self, tenant: TenantId) -> i64 {
+        self.expired_before
+            .get(&tenant)
+            .copied()
+            .unwrap_or(i64::MIN)
+    }
+
     /// Whether a point of the device written at `lsn` was deleted since.
     pub fn is_deleted(&self, tenant: TenantId, device: DeviceId, lsn: u64) -> bool {
         self.deleted.get(&device).is_some_and(|d| lsn <= *d)
@@ -113,6 +139,10 @@ impl Manifest {
     /// Writes the manifest atomically.
     pub fn save(&self, dir: &Path) -> io::Result<()> {
         let mut bytes = postcard::to_stdvec(self).map_err(io::Error::other)?;
+        let retention = Retention {
+            expired_before: self.expired_before.iter().map(|(t, b)| (*t, *b)).collect(),
+        };
+        bytes.extend(postcard::to_stdvec(&retention).map_err(io::Error::other)?);
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         let tmp = dir.join(format!("{FILE}.tmp"));
@@ -124,6 +154,12 @@ impl Manifest {
         fs::rename(&tmp, dir.join(FILE))?;
         sync_dir(dir).map_err(io::Error::other)
     }
+}
+
+/// The manifest's second part: expiry cutoffs per tenant.
+#[derive(Default, Serialize, Deserialize)]
+struct Retention {
+    expired_before: Vec<(TenantId, i64)>,
 }
 
 /// Deletes block files the manifest does not list (left by a crash mid-seal).
@@ -162,6 +198,7 @@ mod tests {
         };
         let (t, d) = (TenantId::new(), DeviceId::new());
         m.delete_device(t, d, 10);
+        m.expire(t, 5_000);
         m.save(dir.path()).unwrap();
         let back = Manifest::load(dir.path()).unwrap();
         assert_eq!(
@@ -171,10 +208,29 @@ mod tests {
         assert!(back.is_deleted(t, d, 10));
         assert!(!back.is_deleted(t, d, 11), "written after the delete");
         assert!(!back.is_deleted(t, DeviceId::new(), 1));
+        assert_eq!(back.cutoff(t), 5_000);
+        assert_eq!(back.cutoff(TenantId::new()), i64::MIN);
         let path = dir.path().join(FILE);
         let mut bytes = fs::read(&path).unwrap();
         bytes[0] ^= 1;
         fs::write(&path, bytes).unwrap();
         assert!(Manifest::load(dir.path()).is_err());
+    }
+
+    /// A manifest written before retention existed (no second part) still loads.
+    #[test]
+    fn manifest_without_retention_part_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest {
+            durable_lsn: 7,
+            blocks: vec![3],
+            ..Manifest::default()
+        };
+        let mut bytes = postcard::to_stdvec(&m).unwrap();
+        bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        fs::write(dir.path().join(FILE), bytes).unwrap();
+        let back = Manifest::load(dir.path()).unwrap();
+        assert_eq!((back.durable_lsn, back.blocks), (7, vec![3]));
+        assert!(back.expired_before.is_empty());
     }
 }

@@ -13,6 +13,7 @@ mod bits;
 mod block;
 mod chunk;
 mod compact;
+mod expire;
 mod manifest;
 mod rollup;
 
@@ -30,6 +31,8 @@ use self::chunk::Entry;
 use self::manifest::Manifest;
 use super::{AggQuery, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 use crate::StoreError;
+
+pub use self::expire::Expired;
 
 /// When the head is sealed into a block.
 #[derive(Clone, Debug)]
@@ -116,7 +119,9 @@ impl Engine {
                 }
             };
             for (i, e) in block.index.iter().enumerate() {
-                if manifest.is_deleted(e.tenant, e.device, e.max_lsn) {
+                if manifest.is_deleted(e.tenant, e.device, e.max_lsn)
+                    || e.max_ts < manifest.cutoff(e.tenant)
+                {
                     continue;
                 }
                 let s = devices
@@ -385,7 +390,12 @@ impl Engine {
 
     /// Sources of one series for a query: sealed chunks, frozen and head points.
     fn sources(s: &Series, from: i64, to: i64) -> Sources {
+        if from > to {
+            return Sources::empty(from, to);
+        }
         Sources {
+            from,
+            to,
             chunks: s
                 .chunks
                 .iter()
@@ -405,7 +415,8 @@ impl Engine {
         }
     }
 
-    /// Snapshots the sources of the wanted keys (all keys when empty).
+    /// Snapshots the sources of the wanted keys (all keys when empty), for
+    /// the part of [from, to] that has not expired.
     fn snapshot(
         &self,
         tenant: TenantId,
@@ -418,6 +429,7 @@ impl Engine {
         let Some(series) = st.devices.get(&(tenant, device)) else {
             return Vec::new();
         };
+        let from = from.max(st.manifest.cutoff(tenant));
         if keys.is_empty() {
             series
                 .iter()
@@ -446,10 +458,7 @@ impl Engine {
         let snap = self.snapshot(tenant, device, keys, from, to);
         tokio::task::spawn_blocking(move || {
             snap.into_iter()
-                .map(|(key, src)| {
-                    let points = src.merge(from, to);
-                    (key, points)
-                })
+                .map(|(key, src)| (key, src.merge()))
                 .filter(|(_, p)| !p.is_empty())
                 .collect()
         })
@@ -458,17 +467,30 @@ impl Engine {
     }
 }
 
-/// What a query reads for one series.
+/// What a query reads for one series, and the range it reads.
 struct Sources {
+    from: i64,
+    to: i64,
     chunks: Vec<(Arc<Block>, usize)>,
     frozen: Option<Arc<Vec<Entry>>>,
     head: Vec<Entry>,
 }
 
 impl Sources {
-    /// Points in [from, to] by timestamp; for equal timestamps the write with
+    fn empty(from: i64, to: i64) -> Self {
+        Sources {
+            from,
+            to,
+            chunks: Vec::new(),
+            frozen: None,
+            head: Vec::new(),
+        }
+    }
+
+    /// Points in the range by timestamp; for equal timestamps the write with
     /// the highest LSN wins, whichever source holds it.
-    fn merge(self, from: i64, to: i64) -> Vec<Entry> {
+    fn merge(self) -> Vec<Entry> {
+        let (from, to) = (self.from, self.to);
         let mut out: BTreeMap<i64, (Value, u64)> = BTreeMap::new();
         for (block, i) in &self.chunks {
             match block.read(*i) {
@@ -526,8 +548,9 @@ impl SeriesStore for Engine {
                 if st.manifest.is_deleted(batch.tenant, batch.device, *lsn) {
                     continue;
                 }
+                let cutoff = st.manifest.cutoff(batch.tenant);
                 let series = st.devices.entry((batch.tenant, batch.device)).or_default();
-                for p in &batch.points {
+                for p in batch.points.iter().filter(|p| p.ts >= cutoff) {
                     let s = match series.get_mut(&p.key) {
                         Some(s) => s,
                         None => series.entry(p.key.clone()).or_default(),
@@ -599,17 +622,18 @@ impl SeriesStore for Engine {
         tokio::task::spawn_blocking(move || {
             let mut out = SeriesMap::new();
             for (key, src) in snap {
+                let (from, to) = (src.from, src.to);
                 let mut loose = src.head;
                 if let Some(f) = &src.frozen {
-                    loose.extend(f.iter().cloned());
+                    loose.extend(f.iter().filter(|p| p.0 >= from && p.0 <= to).cloned());
                 }
                 let buckets = rollup::aggregate(
                     rollup::AggSources {
                         chunks: src.chunks,
                         loose,
                     },
-                    r.from,
-                    r.to,
+                    from,
+                    to,
                     interval,
                 );
                 let samples: Vec<Sample> = buckets
@@ -642,19 +666,23 @@ impl SeriesStore for Engine {
         let Some(series) = st.devices.get(&(tenant, device)) else {
             return Ok(BTreeMap::new());
         };
+        let cutoff = st.manifest.cutoff(tenant);
         Ok(series
             .iter()
             .filter(|(k, _)| keys.is_empty() || keys.contains(k))
             .filter_map(|(k, s)| {
-                s.latest.as_ref().map(|(ts, v)| {
-                    (
-                        k.clone(),
-                        Sample {
-                            ts: *ts,
-                            value: v.clone(),
-                        },
-                    )
-                })
+                s.latest
+                    .as_ref()
+                    .filter(|(ts, _)| *ts >= cutoff)
+                    .map(|(ts, v)| {
+                        (
+                            k.clone(),
+                            Sample {
+                                ts: *ts,
+                                value: v.clone(),
+                            },
+                        )
+                    })
             })
             .collect())
     }
@@ -699,6 +727,16 @@ impl SeriesStore for Engine {
         };
         self.save_manifest(manifest).await?;
         Ok(removed as u64)
+    }
+
+    async fn expire(&self, tenant: TenantId, before: i64) -> Result<(), StoreError> {
+        let done = self.expire_before(tenant, before).await?;
+        if done != Expired::default() {
+            tracing::info!(%tenant, blocks_deleted = done.blocks_deleted,
+                blocks_rewritten = done.blocks_rewritten, head_points = done.head_points,
+                "expired time series past the tenant's retention");
+        }
+        Ok(())
     }
 
     async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError> {

@@ -11,7 +11,9 @@ pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
 pub use meta::{ListParams, Page};
 pub use series::engine::{Engine, EngineConfig, Expired};
 pub use series::sqlite::SqliteSeries;
-pub use series::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+pub use series::{
+    AggQuery, Aggregate, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore,
+};
 
 /// Errors of the stores.
 #[derive(Debug, thiserror::Error)]

@@ -129,6 +129,15 @@ pub struct DeviceQuery {
     cursor: Option<String>,
     /// `name`, `created_at` (default), or either with `-` for descending.
     sort: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    filter: DeviceFilterParams,
+}
+
+/// Which devices: every condition given must hold.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceFilterParams {
     /// Name contains this (case-insensitive).
     name: Option<String>,
     /// Label selector `key=value`; several joined with `,` must all match.
@@ -139,6 +148,33 @@ pub struct DeviceQuery {
     group: Option<String>,
     /// Uses this profile.
     profile: Option<String>,
+}
+
+impl DeviceFilterParams {
+    /// Whether no condition is given.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.label.is_none()
+            && self.tag.is_none()
+            && self.group.is_none()
+            && self.profile.is_none()
+    }
+
+    /// The store's filter; a malformed label selector is a 400.
+    pub fn into_filter(self) -> Result<DeviceFilter, ApiError> {
+        Ok(DeviceFilter {
+            name_contains: self.name,
+            labels: self
+                .label
+                .as_deref()
+                .map(label_selector)
+                .transpose()?
+                .unwrap_or_default(),
+            tag: self.tag,
+            group: self.group,
+            profile: self.profile,
+        })
+    }
 }
 
 /// MQTT username/password credentials for a device.
@@ -250,7 +286,7 @@ pub async fn create(
 }
 
 /// Devices of the current tenant, filtered, sorted and paginated.
-#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), params(DeviceQuery),
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), params(DeviceQuery, DeviceFilterParams),
     responses((status = 200, body = DeviceList), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn list(
     State(s): State<AppState>,
@@ -268,18 +304,7 @@ pub async fn list(
             desc: false,
         },
     )?;
-    let filter = DeviceFilter {
-        name_contains: q.name,
-        labels: q
-            .label
-            .as_deref()
-            .map(label_selector)
-            .transpose()?
-            .unwrap_or_default(),
-        tag: q.tag,
-        group: q.group,
-        profile: q.profile,
-    };
+    let filter = q.filter.into_filter()?;
     let page = s.meta.list_devices(p.tenant, &filter, &params).await?;
     Ok(Json(DeviceList {
         data: page.items.into_iter().map(DeviceView::from).collect(),

@@ -109,6 +109,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(attributes::set, attributes::delete))
         .routes(routes!(telemetry::history))
         .routes(routes!(telemetry::latest))
+        .routes(routes!(telemetry::fleet_latest))
         .routes(routes!(groups::create, groups::list))
         .routes(routes!(groups::get, groups::update, groups::delete))
         .routes(routes!(groups::add_device, groups::remove_device))

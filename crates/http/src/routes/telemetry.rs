@@ -1,17 +1,18 @@
-//! Telemetry queries: raw ranges, aggregates per interval, latest values.
+//! Telemetry queries: raw ranges, aggregates per interval, latest values of
+//! one device or of many.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json_};
 use tributary_auth::policy::Action;
 use tributary_model::time::{ms_to_ns, ns_to_ms, MAX_MS, NANOS_PER_MS};
 use tributary_store::{AggQuery, Aggregate, Order, RawQuery, Sample};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
-use super::devices::find;
+use super::devices::{find, DeviceFilterParams};
 use crate::extract::Auth;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -42,6 +43,38 @@ pub struct HistoryParams {
 pub struct LatestParams {
     /// Comma-separated keys; all when omitted.
     keys: Option<String>,
+}
+
+/// Which devices' latest values to return, and which page of them.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FleetLatestParams {
+    /// Comma-separated keys; all when omitted.
+    keys: Option<String>,
+    /// Devices per page, 1 to the server's query limit (default 1000).
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    filter: DeviceFilterParams,
+}
+
+/// One device's newest values.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceValues {
+    device_id: String,
+    /// `{"key":{"ts":ms,"value":v},…}`
+    #[schema(value_type = Object)]
+    values: Map<String, Json_>,
+}
+
+/// A page of devices with their newest values, in device id order.
+#[derive(Serialize, ToSchema)]
+pub struct FleetLatest {
+    data: Vec<DeviceValues>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
 }
 
 fn parse_keys(raw: Option<&str>) -> Vec<String> {
@@ -191,4 +224,77 @@ pub async fn latest(
             .map(|(k, v)| (k.clone(), sample_json(v)))
             .collect(),
     ))
+}
+
+/// The newest values of many devices at once (those matching the filters,
+/// or every device with data), a page at a time in device id order.
+#[utoipa::path(get, path = "/api/v1/latest", tag = "telemetry", security(("bearer" = [])),
+    params(FleetLatestParams, DeviceFilterParams),
+    responses((status = 200, body = FleetLatest), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub async fn fleet_latest(
+    State(s): State<AppState>,
+    auth: Auth,
+    params: Result<Query<FleetLatestParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FleetLatest>, ApiError> {
+    let p = auth.require(Action::Read)?;
+    let Query(q) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let max = s.config.max_query_limit as usize;
+    let limit = match q.limit.as_deref() {
+        None => 1000.min(max),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "limit",
+                    format!("limit must be a whole number between 1 and {max}"),
+                )
+            })?,
+    };
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse().map_err(|_| {
+                ApiError::validation("cursor", format!("cursor {c:?} is not a device id"))
+            })
+        })
+        .transpose()?;
+    let only = if q.filter.is_empty() {
+        None
+    } else {
+        Some(
+            s.meta
+                .device_ids(p.tenant, &q.filter.into_filter()?)
+                .await?,
+        )
+    };
+    s.catch_up().await;
+    let page = s
+        .series
+        .latest_many(
+            p.tenant,
+            only.as_deref(),
+            &parse_keys(q.keys.as_deref()),
+            after,
+            limit + 1,
+        )
+        .await?;
+    let more = page.len() > limit;
+    let data: Vec<DeviceValues> = page
+        .into_iter()
+        .take(limit)
+        .map(|(d, latest)| DeviceValues {
+            device_id: d.to_string(),
+            values: latest
+                .iter()
+                .map(|(k, v)| (k.clone(), sample_json(v)))
+                .collect(),
+        })
+        .collect();
+    let next_cursor = more
+        .then(|| data.last().map(|d| d.device_id.clone()))
+        .flatten();
+    Ok(Json(FleetLatest { data, next_cursor }))
 }

@@ -219,33 +219,7 @@ impl MetaStore {
         filter: &DeviceFilter,
         params: &ListParams,
     ) -> Result<Page<Device>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM devices WHERE tenant_id = "));
-        qb.push_bind(tenant.to_string());
-        if let Some(name) = &filter.name_contains {
-            qb.push(" AND instr(lower(name), lower(")
-                .push_bind(name.clone())
-                .push(")) > 0");
-        }
-        for (k, v) in &filter.labels {
-            qb.push(" AND json_extract(labels, ")
-                .push_bind(format!("$.\"{k}\""))
-                .push(") = ")
-                .push_bind(v.clone());
-        }
-        if let Some(tag) = &filter.tag {
-            qb.push(" AND EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE value = ")
-                .push_bind(tag.clone())
-                .push(")");
-        }
-        if let Some(group) = &filter.group {
-            qb.push(" AND EXISTS (SELECT 1 FROM device_group_members m WHERE m.device_id = devices.id AND m.group_id = ")
-                .push_bind(group.clone())
-                .push(")");
-        }
-        if let Some(profile) = &filter.profile {
-            qb.push(" AND profile_id = ").push_bind(profile.clone());
-        }
+        let mut qb = filtered(COLUMNS, tenant, filter);
         page::push_keyset(&mut qb, params, "name")?;
         page::push_order(&mut qb, params, "name");
         let rows = qb.build().fetch_all(&self.pool).await?;
@@ -254,6 +228,24 @@ impl MetaStore {
             .map(device_from)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page::finish(devices, params))
+    }
+
+    /// The ids of every device of `tenant` that matches `filter`.
+    pub async fn device_ids(
+        &self,
+        tenant: TenantId,
+        filter: &DeviceFilter,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        let ids: Vec<String> = filtered("id", tenant, filter)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("device id {id:?}")))
+            })
+            .collect()
     }
 
     /// The device named `name` in `tenant`.
@@ -414,4 +406,41 @@ impl MetaStore {
         .map_err(|e| StoreError::conflict_or(e, "MQTT username"))?;
         Ok(res.rows_affected() > 0)
     }
+}
+
+/// `SELECT columns FROM devices` of `tenant` matching `filter`.
+fn filtered(
+    columns: &str,
+    tenant: TenantId,
+    filter: &DeviceFilter,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("SELECT {columns} FROM devices WHERE tenant_id = "));
+    qb.push_bind(tenant.to_string());
+    if let Some(name) = &filter.name_contains {
+        qb.push(" AND instr(lower(name), lower(")
+            .push_bind(name.clone())
+            .push(")) > 0");
+    }
+    for (k, v) in &filter.labels {
+        qb.push(" AND json_extract(labels, ")
+            .push_bind(format!("$.\"{k}\""))
+            .push(") = ")
+            .push_bind(v.clone());
+    }
+    if let Some(tag) = &filter.tag {
+        qb.push(" AND EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE value = ")
+            .push_bind(tag.clone())
+            .push(")");
+    }
+    if let Some(group) = &filter.group {
+        qb.push(" AND EXISTS (SELECT 1 FROM device_group_members m ")
+            .push("WHERE m.device_id = devices.id AND m.group_id = ")
+            .push_bind(group.clone())
+            .push(")");
+    }
+    if let Some(profile) = &filter.profile {
+        qb.push(" AND profile_id = ").push_bind(profile.clone());
+    }
+    qb
 }

@@ -34,6 +34,17 @@ pub struct Change {
 /// Samples per key.
 pub type SeriesMap = BTreeMap<String, Vec<Sample>>;
 
+/// A device's newest sample per key.
+pub type DeviceLatest = (DeviceId, BTreeMap<String, Sample>);
+
+/// Device ids in order, deduplicated, from just after `after`.
+pub(crate) fn page_of_ids(mut ids: Vec<DeviceId>, after: Option<DeviceId>) -> Vec<DeviceId> {
+    ids.sort_unstable();
+    ids.dedup();
+    let start = after.map_or(0, |a| ids.partition_point(|d| *d <= a));
+    ids.split_off(start)
+}
+
 /// Sort order of returned samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Order {
@@ -143,6 +154,18 @@ pub trait SeriesStore: Send + Sync + 'static {
         device: DeviceId,
         keys: &[String],
     ) -> Result<BTreeMap<String, Sample>, StoreError>;
+    /// The newest samples (of `keys`, or all) of many devices of a tenant:
+    /// those in `only` (every device with data when `None`), in device id
+    /// order, starting after `after`, at most `limit` devices; devices
+    /// without such samples are left out.
+    async fn latest_many(
+        &self,
+        tenant: TenantId,
+        only: Option<&[DeviceId]>,
+        keys: &[String],
+        after: Option<DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<DeviceLatest>, StoreError>;
     /// Points of a device written after `since` (by LSN, oldest first), at most `limit`:
     /// what a live client that reconnects has missed.
     async fn changes_since(

@@ -10,7 +10,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tributary_model::{Batch, DeviceId, TenantId, Value};
 
-use super::{AggQuery, Aggregate, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+use super::{
+    AggQuery, Aggregate, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore,
+};
 use crate::StoreError;
 
 const SCHEMA: &[&str] = &[r#"
@@ -410,6 +412,39 @@ impl SeriesStore for SqliteSeries {
                 value: decode_value(r, "kind", "value")?,
             };
             out.insert(key, sample);
+        }
+        Ok(out)
+    }
+
+    async fn latest_many(
+        &self,
+        tenant: TenantId,
+        only: Option<&[DeviceId]>,
+        keys: &[String],
+        after: Option<DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<DeviceLatest>, StoreError> {
+        let ids = match only {
+            Some(ids) => ids.to_vec(),
+            None => sqlx::query_scalar::<_, String>(
+                "SELECT DISTINCT device FROM series WHERE tenant = ?",
+            )
+            .bind(tenant.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect(),
+        };
+        let mut out = Vec::new();
+        for d in super::page_of_ids(ids, after) {
+            if out.len() >= limit {
+                break;
+            }
+            let latest = self.latest(tenant, d, keys).await?;
+            if !latest.is_empty() {
+                out.push((d, latest));
+            }
         }
         Ok(out)
     }

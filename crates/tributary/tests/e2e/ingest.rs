@@ -308,3 +308,109 @@ async fn query_parameters_are_validated() {
 fn uuid_like() -> &'static str {
     "01234567-89ab-7def-8123-456789abcdef"
 }
+
+/// `GET /api/v1/latest`: the newest values of many devices at once, filtered
+/// like the device list, a page at a time, and only the caller's tenant's.
+#[tokio::test]
+async fn latest_values_of_many_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let admin = Api::new(&s.base, &login(&s.base).await);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (id, dev) = create_device(&s.base, &admin.token, &format!("fleet-{i}")).await;
+        if i < 4 {
+            let body = json!([
+                {"ts": 1_000, "values": {"t": i, "h": 50}},
+                {"ts": 2_000 + i, "values": {"t": i * 10}},
+            ]);
+            let (st, text) = post_telemetry(&s.base, &dev, body.to_string()).await;
+            assert_eq!(st, 200, "{text}");
+        }
+        ids.push(id);
+    }
+    admin
+        .must(
+            "PATCH",
+            &format!("/api/v1/devices/{}", ids[1]),
+            Some(json!({"labels": {"zone": "north"}})),
+            200,
+        )
+        .await;
+
+    let v = admin.must("GET", "/api/v1/latest?keys=t", None, 200).await;
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 4, "the device without data is left out: {v}");
+    assert_eq!(v["next_cursor"], json!(null));
+    let mut sorted: Vec<&str> = ids[..4].iter().map(String::as_str).collect();
+    sorted.sort();
+    let got: Vec<&str> = data
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, sorted, "in device id order");
+    for d in data {
+        let i = ids
+            .iter()
+            .position(|id| id == d["device_id"].as_str().unwrap())
+            .unwrap() as i64;
+        assert_eq!(
+            d["values"],
+            json!({"t": {"ts": 2_000 + i, "value": i * 10}})
+        );
+    }
+
+    // Pages follow the cursor and cover every device once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let v = admin
+            .must("GET", &format!("/api/v1/latest?limit=3{cursor}"), None, 200)
+            .await;
+        for d in v["data"].as_array().unwrap() {
+            assert_eq!(d["values"]["h"]["value"], 50, "all keys: {d}");
+            seen.push(d["device_id"].as_str().unwrap().to_string());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, sorted);
+
+    // Filters are those of the device list.
+    let v = admin
+        .must("GET", "/api/v1/latest?label=zone%3Dnorth", None, 200)
+        .await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["data"][0]["device_id"], ids[1].as_str());
+    let v = admin
+        .must("GET", "/api/v1/latest?name=fleet-4", None, 200)
+        .await;
+    assert_eq!(v["data"], json!([]), "fleet-4 has no data");
+    for bad in ["limit=0", "limit=ten", "cursor=nope", "label=novalue"] {
+        let (st, v) = admin.get(&format!("/api/v1/latest?{bad}")).await;
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
+
+    // Another tenant sees none of them.
+    let t2 = admin
+        .must(
+            "POST",
+            "/api/v1/tenants",
+            Some(json!({"name": "other"})),
+            201,
+        )
+        .await;
+    let switched = admin
+        .must(
+            "POST",
+            "/api/v1/auth/switch",
+            Some(json!({"tenant_id": t2["id"]})),
+            200,
+        )
+        .await;
+    let other = Api::new(&s.base, switched["access_token"].as_str().unwrap());
+    let v = other.must("GET", "/api/v1/latest", None, 200).await;
+    assert_eq!(v["data"], json!([]));
+}

@@ -29,7 +29,7 @@ use tributary_model::{Batch, DeviceId, TenantId, Value};
 use self::block::{Block, SealInput};
 use self::chunk::Entry;
 use self::manifest::Manifest;
-use super::{AggQuery, Change, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+use super::{AggQuery, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 use crate::StoreError;
 
 pub use self::expire::Expired;
@@ -530,6 +530,32 @@ pub(crate) fn keep_newest(out: &mut BTreeMap<i64, (Value, u64)>, ts: i64, v: Val
     }
 }
 
+/// The newest sample of each key (of `keys`, or all) not older than `cutoff`.
+fn latest_of(
+    series: &BTreeMap<String, Series>,
+    keys: &[String],
+    cutoff: i64,
+) -> BTreeMap<String, Sample> {
+    let sample = |(k, s): (&String, &Series)| {
+        let (ts, v) = s.latest.as_ref().filter(|(ts, _)| *ts >= cutoff)?;
+        Some((
+            k.clone(),
+            Sample {
+                ts: *ts,
+                value: v.clone(),
+            },
+        ))
+    };
+    if keys.is_empty() {
+        series.iter().filter_map(sample).collect()
+    } else {
+        keys.iter()
+            .filter_map(|k| series.get_key_value(k))
+            .filter_map(sample)
+            .collect()
+    }
+}
+
 fn ordered(mut samples: Vec<Sample>, order: Order, limit: u32) -> Vec<Sample> {
     if order == Order::Desc {
         samples.reverse();
@@ -663,27 +689,39 @@ impl SeriesStore for Engine {
         keys: &[String],
     ) -> Result<BTreeMap<String, Sample>, StoreError> {
         let st = self.read();
-        let Some(series) = st.devices.get(&(tenant, device)) else {
-            return Ok(BTreeMap::new());
+        Ok(st
+            .devices
+            .get(&(tenant, device))
+            .map(|series| latest_of(series, keys, st.manifest.cutoff(tenant)))
+            .unwrap_or_default())
+    }
+
+    async fn latest_many(
+        &self,
+        tenant: TenantId,
+        only: Option<&[DeviceId]>,
+        keys: &[String],
+        after: Option<DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<DeviceLatest>, StoreError> {
+        let st = self.read();
+        let ids = match only {
+            Some(ids) => ids.to_vec(),
+            None => st
+                .devices
+                .keys()
+                .filter(|(t, _)| *t == tenant)
+                .map(|(_, d)| *d)
+                .collect(),
         };
         let cutoff = st.manifest.cutoff(tenant);
-        Ok(series
-            .iter()
-            .filter(|(k, _)| keys.is_empty() || keys.contains(k))
-            .filter_map(|(k, s)| {
-                s.latest
-                    .as_ref()
-                    .filter(|(ts, _)| *ts >= cutoff)
-                    .map(|(ts, v)| {
-                        (
-                            k.clone(),
-                            Sample {
-                                ts: *ts,
-                                value: v.clone(),
-                            },
-                        )
-                    })
+        Ok(super::page_of_ids(ids, after)
+            .into_iter()
+            .filter_map(|d| {
+                let latest = latest_of(st.devices.get(&(tenant, d))?, keys, cutoff);
+                (!latest.is_empty()).then_some((d, latest))
             })
+            .take(limit)
             .collect())
     }
 

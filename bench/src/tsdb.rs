@@ -1,8 +1,9 @@
 //! The time-series engine against InfluxDB 1.x: the same line-protocol load
 //! from the simulator (4 writers, 5,000 points per request) for smooth and
 //! noisy signals; durable write throughput, bytes on disk per point once
-//! sealed, an hourly-average query over 10 million points of one series,
-//! peak memory, and a read-back of every point written.
+//! sealed, an hourly-average query over 10 million points of one series, a
+//! last-value query over 100,000 devices, peak memory, and a read-back of
+//! every point written.
 //!
 //! The write rounds render the simulator's messages to request bodies before
 //! the clock starts, so the figures are the servers' rather than the
@@ -54,6 +55,9 @@ pub struct Args {
     /// Points of the single series the aggregate query reads.
     #[arg(long, default_value_t = 10_000_000)]
     query_points: u64,
+    /// Devices of the last-value query.
+    #[arg(long, default_value_t = 100_000)]
+    last_devices: u64,
 }
 
 const WRITERS: usize = 4;
@@ -472,9 +476,147 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => println!("| Tributary | {t_ms:.1} | {hours} | n/a |"),
     }
+    last_values(&http, &args, &token, &key, start_ms).await?;
     println!(
         "\nTributary peak RSS: {} MiB",
         peak_rss_kib(args.tributary_pid) / 1024
     );
+    Ok(())
+}
+
+/// Two readings for each of `last_devices` devices (measurement `last`, tag
+/// `device`), then the newest value of every one of them, checked.
+async fn last_values(
+    http: &reqwest::Client,
+    args: &Args,
+    token: &str,
+    key: &str,
+    start_ms: i64,
+) -> anyhow::Result<()> {
+    let n = args.last_devices;
+    let mut bodies = vec![Vec::new(); WRITERS];
+    let mut body = String::new();
+    let mut lines_in_body = 0;
+    for i in 0..n {
+        // The newer reading is i + 0.5: the answer is checkable.
+        for (r, v) in [(0, i as f64), (1, i as f64 + 0.5)] {
+            body.push_str(&format!("last,device=d{i} v={v} {}\n", start_ms + r * 1000));
+        }
+        lines_in_body += 2;
+        if lines_in_body >= BATCH || i + 1 == n {
+            let w = (i as usize / BATCH) % WRITERS;
+            bodies[w].push((Bytes::from(std::mem::take(&mut body)), lines_in_body as u64));
+            lines_in_body = 0;
+        }
+    }
+    eprintln!("writing 2 readings for each of {n} devices to each system…");
+    let t = blast(
+        &format!("{}/write?db=tsdb&precision=ms", args.tributary),
+        Some(key),
+        &bodies,
+        3600,
+    )
+    .await?;
+    if let Some(base) = &args.influx {
+        blast(
+            &format!("{base}/write?db=tsdb&precision=ms"),
+            None,
+            &bodies,
+            3600,
+        )
+        .await?;
+    }
+    let expected: f64 = (0..n).map(|i| i as f64 + 0.5).sum();
+    println!("\n## Last value of {n} devices\n");
+    println!(
+        "| system | median of 3, ms | devices returned | values correct | speed vs InfluxDB |"
+    );
+    println!("|---|---|---|---|---|");
+    let mut t_times = Vec::new();
+    let mut t_check = (0, false);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (mut devices, mut sum, mut cursor) = (0u64, 0.0, String::new());
+        loop {
+            let v: Value = http
+                .get(format!(
+                    "{}/api/v1/latest?keys=v&label=measurement%3Dlast&limit=100000{cursor}",
+                    args.tributary
+                ))
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            for d in v["data"].as_array().into_iter().flatten() {
+                devices += 1;
+                sum += d["values"]["v"]["value"].as_f64().unwrap_or(f64::NAN);
+            }
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        t_times.push(started.elapsed().as_secs_f64() * 1000.0);
+        t_check = (
+            devices,
+            devices == n && (sum - expected).abs() < 1e-6 * expected.max(1.0),
+        );
+    }
+    let t_ms = median(t_times);
+    let yes = |ok: bool| if ok { "yes" } else { "NO" };
+    match &args.influx {
+        Some(base) => {
+            let mut i_times = Vec::new();
+            let mut i_check = (0, false);
+            for _ in 0..3 {
+                let started = Instant::now();
+                let v = influx_query(
+                    http,
+                    base,
+                    "SELECT last(v) FROM \"last\" GROUP BY \"device\"",
+                )
+                .await?;
+                i_times.push(started.elapsed().as_secs_f64() * 1000.0);
+                let series = v["results"][0]["series"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let sum: f64 = series
+                    .iter()
+                    .map(|s| s["values"][0][1].as_f64().unwrap_or(f64::NAN))
+                    .sum();
+                let count = series.len() as u64;
+                i_check = (
+                    count,
+                    count == n && (sum - expected).abs() < 1e-6 * expected.max(1.0),
+                );
+            }
+            let i_ms = median(i_times);
+            println!(
+                "| Tributary | {t_ms:.1} | {} | {} | {:.2}× |",
+                t_check.0,
+                yes(t_check.1),
+                i_ms / t_ms
+            );
+            println!(
+                "| InfluxDB 1.x | {i_ms:.1} | {} | {} | 1.00× |",
+                i_check.0,
+                yes(i_check.1)
+            );
+        }
+        None => println!(
+            "| Tributary | {t_ms:.1} | {} | {} | n/a |",
+            t_check.0,
+            yes(t_check.1)
+        ),
+    }
+    if !t_check.1 {
+        bail!(
+            "last values wrong: {} devices of {n} ({} acked points)",
+            t_check.0,
+            t.acked_points
+        );
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json_};
 use tributary_auth::policy::Action;
 use tributary_model::time::{ms_to_ns, ns_to_ms, MAX_MS, NANOS_PER_MS};
+use tributary_model::{DeviceId, Value};
 use tributary_store::{AggQuery, Aggregate, Order, RawQuery, Sample};
 use utoipa::{IntoParams, ToSchema};
 
@@ -63,10 +64,46 @@ pub struct FleetLatestParams {
 /// One device's newest values.
 #[derive(Serialize, ToSchema)]
 pub struct DeviceValues {
-    device_id: String,
+    #[schema(value_type = String)]
+    device_id: DeviceId,
     /// `{"key":{"ts":ms,"value":v},…}`
     #[schema(value_type = Object)]
-    values: Map<String, Json_>,
+    #[serde(serialize_with = "samples_json")]
+    values: BTreeMap<String, Sample>,
+}
+
+/// Writes samples as `{"key":{"ts":ms,"value":v},…}` without building JSON values.
+fn samples_json<S: serde::Serializer>(
+    samples: &BTreeMap<String, Sample>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeStruct};
+    struct Plain<'a>(&'a Value);
+    impl Serialize for Plain<'_> {
+        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                Value::Float(f) if f.is_finite() => ser.serialize_f64(*f),
+                Value::Float(_) => ser.serialize_none(),
+                Value::Int(i) => ser.serialize_i64(*i),
+                Value::Bool(b) => ser.serialize_bool(*b),
+                Value::Str(s) => ser.serialize_str(s),
+            }
+        }
+    }
+    struct One<'a>(&'a Sample);
+    impl Serialize for One<'_> {
+        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+            let mut st = ser.serialize_struct("Sample", 2)?;
+            st.serialize_field("ts", &ns_to_ms(self.0.ts))?;
+            st.serialize_field("value", &Plain(&self.0.value))?;
+            st.end()
+        }
+    }
+    let mut map = ser.serialize_map(Some(samples.len()))?;
+    for (k, v) in samples {
+        map.serialize_entry(k, &One(v))?;
+    }
+    map.end()
 }
 
 /// A page of devices with their newest values, in device id order.
@@ -285,16 +322,10 @@ pub async fn fleet_latest(
     let data: Vec<DeviceValues> = page
         .into_iter()
         .take(limit)
-        .map(|(d, latest)| DeviceValues {
-            device_id: d.to_string(),
-            values: latest
-                .iter()
-                .map(|(k, v)| (k.clone(), sample_json(v)))
-                .collect(),
-        })
+        .map(|(device_id, values)| DeviceValues { device_id, values })
         .collect();
     let next_cursor = more
-        .then(|| data.last().map(|d| d.device_id.clone()))
+        .then(|| data.last().map(|d| d.device_id.to_string()))
         .flatten();
     Ok(Json(FleetLatest { data, next_cursor }))
 }

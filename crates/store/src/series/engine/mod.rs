@@ -17,7 +17,7 @@ mod expire;
 mod manifest;
 mod rollup;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -68,7 +68,8 @@ struct Series {
 type DeviceKey = (TenantId, DeviceId);
 
 pub(crate) struct State {
-    devices: HashMap<DeviceKey, BTreeMap<String, Series>>,
+    /// Series by device, in (tenant, device) order: one tenant's devices are a range.
+    devices: BTreeMap<DeviceKey, BTreeMap<String, Series>>,
     blocks: BTreeMap<u64, Arc<Block>>,
     manifest: Manifest,
     visible_lsn: u64,
@@ -109,7 +110,7 @@ impl Engine {
         std::fs::create_dir_all(&dir).map_err(io)?;
         let manifest = Manifest::load(&dir).map_err(io)?;
         let mut blocks = BTreeMap::new();
-        let mut devices: HashMap<DeviceKey, BTreeMap<String, Series>> = HashMap::new();
+        let mut devices: BTreeMap<DeviceKey, BTreeMap<String, Series>> = BTreeMap::new();
         for &id in &manifest.blocks {
             let block = match Block::open(&dir, id) {
                 Ok(b) => Arc::new(b),
@@ -705,24 +706,33 @@ impl SeriesStore for Engine {
         limit: usize,
     ) -> Result<Vec<DeviceLatest>, StoreError> {
         let st = self.read();
-        let ids = match only {
-            Some(ids) => ids.to_vec(),
-            None => st
-                .devices
-                .keys()
-                .filter(|(t, _)| *t == tenant)
-                .map(|(_, d)| *d)
-                .collect(),
-        };
         let cutoff = st.manifest.cutoff(tenant);
-        Ok(super::page_of_ids(ids, after)
-            .into_iter()
-            .filter_map(|d| {
-                let latest = latest_of(st.devices.get(&(tenant, d))?, keys, cutoff);
-                (!latest.is_empty()).then_some((d, latest))
-            })
-            .take(limit)
-            .collect())
+        let with_latest = |(d, series): (DeviceId, &BTreeMap<String, Series>)| {
+            let latest = latest_of(series, keys, cutoff);
+            (!latest.is_empty()).then_some((d, latest))
+        };
+        Ok(match only {
+            Some(ids) => super::page_of_ids(ids.to_vec(), after)
+                .into_iter()
+                .filter_map(|d| st.devices.get(&(tenant, d)).map(|s| (d, s)))
+                .filter_map(with_latest)
+                .take(limit)
+                .collect(),
+            None => {
+                use std::ops::Bound;
+                let from = match after {
+                    Some(a) => Bound::Excluded((tenant, a)),
+                    None => Bound::Included((tenant, DeviceId(uuid::Uuid::nil()))),
+                };
+                st.devices
+                    .range((from, Bound::Unbounded))
+                    .take_while(|((t, _), _)| *t == tenant)
+                    .map(|((_, d), s)| (*d, s))
+                    .filter_map(with_latest)
+                    .take(limit)
+                    .collect()
+            }
+        })
     }
 
     async fn changes_since(

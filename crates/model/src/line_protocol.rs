@@ -2,6 +2,8 @@
 //! Each line is parsed on its own; a bad line is reported with its number and
 //! text, the others still count (InfluxDB's partial-write behaviour).
 
+use std::borrow::Cow;
+
 use crate::device_json::ParseLimits;
 use crate::point::Value;
 
@@ -49,23 +51,29 @@ impl Precision {
     }
 }
 
-/// One parsed line.
+/// One parsed line; its text borrows from the body unless it had escapes.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Line {
+pub struct Line<'a> {
     /// The measurement.
-    pub measurement: String,
+    pub measurement: Cow<'a, str>,
     /// Tags, sorted by key.
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// Fields in the order written.
-    pub fields: Vec<(String, Value)>,
+    pub fields: Vec<(Cow<'a, str>, Value)>,
     /// Timestamp in nanoseconds.
     pub ts: i64,
+    /// The line's `measurement,tags` text when that already is the series
+    /// key (nothing escaped, tags in order): the common case, with no copy.
+    raw_series: Option<&'a str>,
 }
 
-impl Line {
+impl<'a> Line<'a> {
     /// The series key, `measurement,tag=value,…` with sorted tags: what names
     /// the device the line belongs to.
-    pub fn series(&self) -> String {
+    pub fn series(&self) -> Cow<'a, str> {
+        if let Some(raw) = self.raw_series {
+            return Cow::Borrowed(raw);
+        }
         let mut s = escape(&self.measurement, &[',', ' ']);
         for (k, v) in &self.tags {
             s.push(',');
@@ -73,7 +81,7 @@ impl Line {
             s.push('=');
             s.push_str(&escape(v, &[',', '=', ' ']));
         }
-        s
+        Cow::Owned(s)
     }
 }
 
@@ -102,12 +110,12 @@ pub struct LineError {
 
 /// Parses every line of `body`; returns the good lines and the errors.
 /// Lines without a timestamp get `now_ns`.
-pub fn parse(
-    body: &str,
+pub fn parse<'a>(
+    body: &'a str,
     precision: Precision,
     now_ns: i64,
     limits: &ParseLimits,
-) -> (Vec<Line>, Vec<LineError>) {
+) -> (Vec<Line<'a>>, Vec<LineError>) {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     for (i, raw) in body.lines().enumerate() {
@@ -128,18 +136,31 @@ pub fn parse(
 }
 
 struct Cursor<'a> {
+    text: &'a str,
     s: &'a [u8],
     pos: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
 
-    /// Reads up to an unescaped byte in `stop`, unescaping `\x` for x in `escapable`.
-    fn token(&mut self, stop: &[u8], escapable: &[u8]) -> Result<String, String> {
-        let mut out = Vec::new();
+    /// Reads up to an unescaped byte in `stop`, unescaping `\x` for x in
+    /// `escapable`; borrowed from the text when nothing was escaped.
+    fn token(&mut self, stop: &[u8], escapable: &[u8]) -> Result<Cow<'a, str>, String> {
+        let start = self.pos;
+        while let Some(b) = self.peek() {
+            if b == b'\\' || stop.contains(&b) {
+                break;
+            }
+            self.pos += 1;
+        }
+        if self.peek() != Some(b'\\') {
+            // Stop bytes are ASCII, so both ends are character boundaries.
+            return Ok(Cow::Borrowed(&self.text[start..self.pos]));
+        }
+        let mut out = self.s[start..self.pos].to_vec();
         while let Some(b) = self.peek() {
             if b == b'\\' {
                 if let Some(&n) = self.s.get(self.pos + 1) {
@@ -156,7 +177,9 @@ impl Cursor<'_> {
             out.push(b);
             self.pos += 1;
         }
-        String::from_utf8(out).map_err(|_| "invalid UTF-8".to_string())
+        String::from_utf8(out)
+            .map(Cow::Owned)
+            .map_err(|_| "invalid UTF-8".to_string())
     }
 
     fn eat(&mut self, b: u8) -> bool {
@@ -175,13 +198,14 @@ impl Cursor<'_> {
     }
 }
 
-fn parse_line(
-    text: &str,
+fn parse_line<'a>(
+    text: &'a str,
     precision: Precision,
     now_ns: i64,
     limits: &ParseLimits,
-) -> Result<Line, String> {
+) -> Result<Line<'a>, String> {
     let mut c = Cursor {
+        text,
         s: text.as_bytes(),
         pos: 0,
     };
@@ -201,6 +225,11 @@ fn parse_line(
         }
         tags.push((k, v));
     }
+    let prefix = &text[..c.pos];
+    let raw_series = (!prefix.contains('\\')
+        && tags.windows(2).all(|w| w[0] <= w[1])
+        && tags.iter().all(|(_, v)| !v.contains('=')))
+    .then_some(prefix);
     tags.sort();
     c.skip_spaces();
     let mut fields = Vec::new();
@@ -239,6 +268,7 @@ fn parse_line(
         tags,
         fields,
         ts,
+        raw_series,
     })
 }
 
@@ -274,7 +304,7 @@ fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Va
     }
     let raw = c.token(b", ", b"")?;
     let bad = || format!("invalid field value {raw:?} for {key:?}");
-    match raw.as_str() {
+    match raw.as_ref() {
         "t" | "T" | "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
         "f" | "F" | "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
         "" => return Err(format!("missing field value for {key:?}")),
@@ -300,7 +330,7 @@ fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Va
 mod tests {
     use super::*;
 
-    fn one(s: &str) -> Result<Line, String> {
+    fn one(s: &str) -> Result<Line<'_>, String> {
         let (mut lines, mut errors) = parse(s, Precision::Ns, 42, &ParseLimits::default());
         match (lines.pop(), errors.pop()) {
             (Some(l), None) => Ok(l),
@@ -335,6 +365,18 @@ mod tests {
         );
         assert_eq!(l.ts, 42, "no timestamp: now");
         assert_eq!(one("m v=1").unwrap().fields[0].1, Value::Float(1.0));
+    }
+
+    /// The series key is the line's own text when that is canonical, and
+    /// built (tags sorted, specials escaped) when it is not.
+    #[test]
+    fn series_keys_are_canonical() {
+        let l = one("m,a=1,b=2 v=1").unwrap();
+        assert!(matches!(l.series(), Cow::Borrowed("m,a=1,b=2")));
+        assert_eq!(one("m,b=2,a=1 v=1").unwrap().series(), "m,a=1,b=2");
+        assert_eq!(one("m,a=x=y v=1").unwrap().series(), "m,a=x\\=y");
+        assert_eq!(one("m\\,n,a=1 v=1").unwrap().series(), "m\\,n,a=1");
+        assert_eq!(one("m v=1").unwrap().series(), "m");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! keys. A 204 means every point is durable; bad lines are answered in
 //! InfluxDB's style, naming the line, while the good ones are written.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Mutex;
@@ -285,7 +286,7 @@ async fn write(
                     format!("decompressed body is larger than {limit} bytes"),
                 )
             }
-            Ok(_) => out,
+            Ok(_) => Cow::Owned(out),
             Err(e) => {
                 return error(
                     style,
@@ -296,7 +297,7 @@ async fn write(
             }
         }
     } else {
-        raw.to_vec()
+        Cow::Borrowed(&raw[..])
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return error(
@@ -310,7 +311,7 @@ async fn write(
         line_protocol::parse(text, precision, now_ns(), &s.config.parse_limits);
 
     // Group by series (device); lines keep their order within a device.
-    let mut by_series: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+    let mut by_series: BTreeMap<Cow<'_, str>, Vec<Line<'_>>> = BTreeMap::new();
     for l in lines {
         by_series.entry(l.series()).or_default().push(l);
     }
@@ -322,7 +323,7 @@ async fn write(
             Err(reason) => {
                 errors.push(LineError {
                     line: 0,
-                    text: series.clone(),
+                    text: series.to_string(),
                     reason,
                 });
                 continue;
@@ -332,9 +333,11 @@ async fn write(
             .into_iter()
             .flat_map(|l| {
                 let ts = l.ts;
-                l.fields
-                    .into_iter()
-                    .map(move |(key, value)| Point { key, ts, value })
+                l.fields.into_iter().map(move |(key, value)| Point {
+                    key: key.into_owned(),
+                    ts,
+                    value,
+                })
             })
             .collect();
         match s.profiles.check(&s.meta, &device, &points).await {
@@ -342,7 +345,7 @@ async fn write(
             Ok(Err(v)) => {
                 errors.push(LineError {
                     line: 0,
-                    text: series.clone(),
+                    text: series.to_string(),
                     reason: v.to_string(),
                 });
                 continue;
@@ -356,12 +359,12 @@ async fn write(
                 )
             }
         }
-        for chunk in points.chunks(s.config.parse_limits.max_points.max(1)) {
+        for chunk in owned_chunks(points, s.config.parse_limits.max_points) {
             points_total += chunk.len() as u64;
             let batch = Batch {
                 tenant: p.tenant,
                 device: device.id,
-                points: chunk.to_vec(),
+                points: chunk,
             };
             match s.pipeline.submit(batch).await {
                 Ok(d) => pending.push(d),
@@ -418,13 +421,24 @@ async fn write(
     error(style, StatusCode::BAD_REQUEST, "invalid", message)
 }
 
+/// `points` in runs of at most `max` (at least 1), moved rather than copied.
+fn owned_chunks(mut points: Vec<Point>, max: usize) -> Vec<Vec<Point>> {
+    let max = max.max(1);
+    let mut out = Vec::with_capacity(points.len().div_ceil(max));
+    while !points.is_empty() {
+        let rest = points.split_off(points.len().min(max));
+        out.push(std::mem::replace(&mut points, rest));
+    }
+    out
+}
+
 /// The device a series key names: cached, found by name, or created (when the
 /// key may write) with the measurement and tags as labels.
 async fn device_for(
     s: &AppState,
     p: &Principal,
     series: &str,
-    first: &Line,
+    first: &Line<'_>,
 ) -> Result<Device, String> {
     if let Some(d) = s.series_devices.get(p.tenant, series) {
         return Ok(d);
@@ -444,14 +458,14 @@ async fn device_for(
         return Ok(d);
     }
     let mut labels = BTreeMap::new();
-    labels.insert("measurement".to_string(), first.measurement.clone());
+    labels.insert("measurement".to_string(), first.measurement.to_string());
     for (k, v) in &first.tags {
         let ok_key = !k.is_empty()
             && k.len() <= 63
             && k.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
         if ok_key && v.chars().count() <= 256 && labels.len() < 64 {
-            labels.insert(k.clone(), v.clone());
+            labels.insert(k.to_string(), v.to_string());
         }
     }
     let (_, hash, hint) = Authenticator::new_device_token();

@@ -58,7 +58,13 @@ pub struct Args {
     /// Devices of the last-value query.
     #[arg(long, default_value_t = 100_000)]
     last_devices: u64,
+    /// Series of the memory test (devices × 100 fields).
+    #[arg(long, default_value_t = 1_000_000)]
+    active_series: u64,
 }
+
+/// Fields per device in the memory test.
+const WIDE_FIELDS: u64 = 100;
 
 const WRITERS: usize = 4;
 const BATCH: usize = 5000;
@@ -477,10 +483,100 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => println!("| Tributary | {t_ms:.1} | {hours} | n/a |"),
     }
     last_values(&http, &args, &token, &key, start_ms).await?;
+    active_series(&http, &args, &token, &key, start_ms).await?;
     println!(
         "\nTributary peak RSS: {} MiB",
         peak_rss_kib(args.tributary_pid) / 1024
     );
+    Ok(())
+}
+
+/// `active_series` series (devices of 100 fields, measurement `wide`), two
+/// readings each: Tributary's memory once they are all in the head and once
+/// sealed, and a check that every series' newest value is there.
+async fn active_series(
+    http: &reqwest::Client,
+    args: &Args,
+    token: &str,
+    key: &str,
+    start_ms: i64,
+) -> anyhow::Result<()> {
+    let devices = args.active_series.div_ceil(WIDE_FIELDS);
+    let lines_per_body = (BATCH as u64 / WIDE_FIELDS).max(1);
+    let mut bodies = vec![Vec::new(); WRITERS];
+    let (mut body, mut in_body, mut n_bodies) = (String::new(), 0, 0usize);
+    for r in 0..2i64 {
+        for d in 0..devices {
+            body.push_str(&format!("wide,device=w{d} "));
+            for f in 0..WIDE_FIELDS {
+                let sep = if f + 1 == WIDE_FIELDS { ' ' } else { ',' };
+                body.push_str(&format!("f{f}={}.25{sep}", d + f + r as u64));
+            }
+            body.push_str(&format!("{}\n", start_ms + r * 1000));
+            in_body += 1;
+            if in_body == lines_per_body || d + 1 == devices {
+                let points = in_body * WIDE_FIELDS;
+                bodies[n_bodies % WRITERS].push((Bytes::from(std::mem::take(&mut body)), points));
+                n_bodies += 1;
+                in_body = 0;
+            }
+        }
+    }
+    eprintln!(
+        "writing {} series ({devices} devices × {WIDE_FIELDS} fields), 2 readings each…",
+        devices * WIDE_FIELDS
+    );
+    let before = crate::procfs::rss_kib(args.tributary_pid);
+    let t = blast(
+        &format!("{}/write?db=tsdb&precision=ms", args.tributary),
+        Some(key),
+        &bodies,
+        3600,
+    )
+    .await?;
+    drop(bodies);
+    let in_head = crate::procfs::rss_kib(args.tributary_pid);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let sealed = crate::procfs::rss_kib(args.tributary_pid);
+    let (mut values, mut cursor) = (0u64, String::new());
+    loop {
+        let v: Value = http
+            .get(format!(
+                "{}/api/v1/latest?label=measurement%3Dwide&limit=100000{cursor}",
+                args.tributary
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        for d in v["data"].as_array().into_iter().flatten() {
+            values += d["values"].as_object().map_or(0, |m| m.len() as u64);
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    println!(
+        "\n## {} active series ({devices} devices × {WIDE_FIELDS} fields, 2 readings each)\n",
+        devices * WIDE_FIELDS
+    );
+    println!("| written at (points/s) | RSS before, MiB | RSS with all in the head, MiB | RSS once sealed, MiB | series with a latest value |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {:.0} | {} | {} | {} | {values} |",
+        t.points_per_sec,
+        before / 1024,
+        in_head / 1024,
+        sealed / 1024
+    );
+    if values != devices * WIDE_FIELDS {
+        bail!(
+            "{values} series have a latest value, {} written",
+            devices * WIDE_FIELDS
+        );
+    }
     Ok(())
 }
 

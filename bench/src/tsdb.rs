@@ -538,26 +538,11 @@ async fn active_series(
     let in_head = crate::procfs::rss_kib(args.tributary_pid);
     tokio::time::sleep(Duration::from_secs(15)).await;
     let sealed = crate::procfs::rss_kib(args.tributary_pid);
-    let (mut values, mut cursor) = (0u64, String::new());
-    loop {
-        let v: Value = http
-            .get(format!(
-                "{}/api/v1/latest?label=measurement%3Dwide&limit=100000{cursor}",
-                args.tributary
-            ))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        for d in v["data"].as_array().into_iter().flatten() {
-            values += d["values"].as_object().map_or(0, |m| m.len() as u64);
-        }
-        match v["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => break,
-        }
-    }
+    let values: u64 = fleet_latest(http, &args.tributary, token, "label=measurement%3Dwide")
+        .await?
+        .iter()
+        .map(|d| d["values"].as_object().map_or(0, |m| m.len() as u64))
+        .sum();
     println!(
         "\n## {} active series ({devices} devices × {WIDE_FIELDS} fields, 2 readings each)\n",
         devices * WIDE_FIELDS
@@ -578,6 +563,30 @@ async fn active_series(
         );
     }
     Ok(())
+}
+
+/// Every device entry of `GET /api/v1/latest?{query}`, page after page.
+async fn fleet_latest(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    query: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let (mut all, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let v: Value = http
+            .get(format!("{base}/api/v1/latest?{query}&limit=100000{cursor}"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        all.extend(v["data"].as_array().cloned().unwrap_or_default());
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return Ok(all),
+        }
+    }
 }
 
 /// Two readings for each of `last_devices` devices (measurement `last`, tag
@@ -632,27 +641,18 @@ async fn last_values(
     let mut t_check = (0, false);
     for _ in 0..3 {
         let started = Instant::now();
-        let (mut devices, mut sum, mut cursor) = (0u64, 0.0, String::new());
-        loop {
-            let v: Value = http
-                .get(format!(
-                    "{}/api/v1/latest?keys=v&label=measurement%3Dlast&limit=100000{cursor}",
-                    args.tributary
-                ))
-                .bearer_auth(token)
-                .send()
-                .await?
-                .json()
-                .await?;
-            for d in v["data"].as_array().into_iter().flatten() {
-                devices += 1;
-                sum += d["values"]["v"]["value"].as_f64().unwrap_or(f64::NAN);
-            }
-            match v["next_cursor"].as_str() {
-                Some(c) => cursor = format!("&cursor={c}"),
-                None => break,
-            }
-        }
+        let all = fleet_latest(
+            http,
+            &args.tributary,
+            token,
+            "keys=v&label=measurement%3Dlast",
+        )
+        .await?;
+        let devices = all.len() as u64;
+        let sum: f64 = all
+            .iter()
+            .map(|d| d["values"]["v"]["value"].as_f64().unwrap_or(f64::NAN))
+            .sum();
         t_times.push(started.elapsed().as_secs_f64() * 1000.0);
         t_check = (
             devices,

@@ -118,21 +118,37 @@ pub fn parse<'a>(
 ) -> (Vec<Line<'a>>, Vec<LineError>) {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
-    for (i, raw) in body.lines().enumerate() {
+    for l in parse_iter(body, precision, now_ns, limits) {
+        match l {
+            Ok(l) => lines.push(l),
+            Err(e) => errors.push(e),
+        }
+    }
+    (lines, errors)
+}
+
+/// Parses `body` line by line as it is iterated: each line or its error.
+/// Lines without a timestamp get `now_ns`.
+pub fn parse_iter<'a>(
+    body: &'a str,
+    precision: Precision,
+    now_ns: i64,
+    limits: &ParseLimits,
+) -> impl Iterator<Item = Result<Line<'a>, LineError>> + 'a {
+    let limits = limits.clone();
+    body.lines().enumerate().filter_map(move |(i, raw)| {
         let text = raw.trim();
         if text.is_empty() || text.starts_with('#') {
-            continue;
+            return None;
         }
-        match parse_line(text, precision, now_ns, limits) {
-            Ok(l) => lines.push(l),
-            Err(reason) => errors.push(LineError {
+        Some(
+            parse_line(text, precision, now_ns, &limits).map_err(|reason| LineError {
                 line: i + 1,
                 text: text.chars().take(200).collect(),
                 reason,
             }),
-        }
-    }
-    (lines, errors)
+        )
+    })
 }
 
 struct Cursor<'a> {

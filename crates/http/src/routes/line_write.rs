@@ -307,18 +307,34 @@ async fn write(
             "body is not UTF-8".into(),
         );
     };
-    let (lines, mut errors) =
-        line_protocol::parse(text, precision, now_ns(), &s.config.parse_limits);
-
-    // Group by series (device); lines keep their order within a device.
-    let mut by_series: BTreeMap<Cow<'_, str>, Vec<Line<'_>>> = BTreeMap::new();
-    for l in lines {
-        by_series.entry(l.series()).or_default().push(l);
+    // Points grouped by series (device), in the order written; the first
+    // line of each series names its device's labels.
+    let mut errors = Vec::new();
+    let mut by_series: BTreeMap<Cow<'_, str>, (Line<'_>, Vec<Point>)> = BTreeMap::new();
+    let limits = &s.config.parse_limits;
+    for line in line_protocol::parse_iter(text, precision, now_ns(), limits) {
+        let mut line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let fields = std::mem::take(&mut line.fields);
+        let ts = line.ts;
+        let (_, points) = by_series
+            .entry(line.series())
+            .or_insert_with(|| (line, Vec::new()));
+        points.extend(fields.into_iter().map(|(key, value)| Point {
+            key: key.into_owned(),
+            ts,
+            value,
+        }));
     }
     let mut pending = Vec::new();
     let mut points_total = 0u64;
-    for (series, lines) in by_series {
-        let device = match device_for(s, &p, &series, &lines[0]).await {
+    for (series, (first, points)) in by_series {
+        let device = match device_for(s, &p, &series, &first).await {
             Ok(d) => d,
             Err(reason) => {
                 errors.push(LineError {
@@ -329,17 +345,6 @@ async fn write(
                 continue;
             }
         };
-        let points: Vec<Point> = lines
-            .into_iter()
-            .flat_map(|l| {
-                let ts = l.ts;
-                l.fields.into_iter().map(move |(key, value)| Point {
-                    key: key.into_owned(),
-                    ts,
-                    value,
-                })
-            })
-            .collect();
         match s.profiles.check(&s.meta, &device, &points).await {
             Ok(Ok(())) => {}
             Ok(Err(v)) => {

@@ -338,3 +338,19 @@ pub async fn invite_and_accept(inviter: &Api, email: &str, role: &str) -> String
         .await;
     session["access_token"].as_str().unwrap().to_string()
 }
+
+/// Creates another tenant as `api`'s user and returns a session switched to it.
+pub async fn second_tenant(api: &Api, name: &str) -> Api {
+    let t = api
+        .must("POST", "/api/v1/tenants", Some(json!({"name": name})), 201)
+        .await;
+    let switched = api
+        .must(
+            "POST",
+            "/api/v1/auth/switch",
+            Some(json!({"tenant_id": t["id"]})),
+            200,
+        )
+        .await;
+    Api::new(&api.base, switched["access_token"].as_str().unwrap())
+}

@@ -394,23 +394,7 @@ async fn latest_values_of_many_devices() {
     }
 
     // Another tenant sees none of them.
-    let t2 = admin
-        .must(
-            "POST",
-            "/api/v1/tenants",
-            Some(json!({"name": "other"})),
-            201,
-        )
-        .await;
-    let switched = admin
-        .must(
-            "POST",
-            "/api/v1/auth/switch",
-            Some(json!({"tenant_id": t2["id"]})),
-            200,
-        )
-        .await;
-    let other = Api::new(&s.base, switched["access_token"].as_str().unwrap());
+    let other = second_tenant(&admin, "other").await;
     let v = other.must("GET", "/api/v1/latest", None, 200).await;
     assert_eq!(v["data"], json!([]));
 }

@@ -69,23 +69,7 @@ async fn setup(dir: &std::path::Path, env: Vec<(&'static str, String)>) -> Setup
     let api = Api::new(&s.base, &login(&s.base).await);
     let key = api_key(&api, "write").await;
     let read_key = api_key(&api, "read").await;
-    let t2 = api
-        .must(
-            "POST",
-            "/api/v1/tenants",
-            Some(json!({"name": "other"})),
-            201,
-        )
-        .await;
-    let switched = api
-        .must(
-            "POST",
-            "/api/v1/auth/switch",
-            Some(json!({"tenant_id": t2["id"]})),
-            200,
-        )
-        .await;
-    let other = Api::new(&s.base, switched["access_token"].as_str().unwrap());
+    let other = second_tenant(&api, "other").await;
     let other_key = api_key(&other, "write").await;
     let (device_id, device_token) = create_device(&s.base, &api.token, "thermostat").await;
     api.must(

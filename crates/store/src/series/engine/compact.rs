@@ -11,11 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use tributary_model::{DeviceId, TenantId, Value};
+use tributary_model::{DeviceId, TenantId};
 
 use super::block::{block_path, Block, BlockWriter};
 use super::manifest::Manifest;
-use super::{keep_newest, Engine};
+use super::merge::merge_runs;
+use super::Engine;
 
 /// Blocks of one level merged at a time.
 const FAN_IN: usize = 4;
@@ -130,25 +131,23 @@ pub(super) fn merge(
     }
     let mut w = BlockWriter::create(dir, id)?;
     for key in keys {
-        let mut points: BTreeMap<i64, (Value, u64)> = BTreeMap::new();
         let cutoff = manifest.cutoff(key.0);
+        let mut runs = Vec::with_capacity(inputs.len());
         for (b, m) in inputs.iter().zip(&where_) {
             let Some(&i) = m.get(&key) else { continue };
             match b.read(i) {
-                Ok(chunk) => {
-                    for (ts, v, lsn) in chunk {
-                        if ts >= cutoff && !manifest.is_deleted(key.0, key.1, lsn) {
-                            keep_newest(&mut points, ts, v, lsn);
-                        }
-                    }
+                Ok(mut chunk) => {
+                    chunk.retain(|(ts, _, lsn)| {
+                        *ts >= cutoff && !manifest.is_deleted(key.0, key.1, *lsn)
+                    });
+                    runs.push(chunk);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "unreadable chunk dropped while compacting")
                 }
             }
         }
-        let points: Vec<_> = points.into_iter().map(|(ts, (v, l))| (ts, v, l)).collect();
-        w.add(key.0, key.1, &key.2, &points)?;
+        w.add(key.0, key.1, &key.2, &merge_runs(runs))?;
     }
     w.finish()
 }

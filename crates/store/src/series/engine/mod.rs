@@ -15,6 +15,7 @@ mod chunk;
 mod compact;
 mod expire;
 mod manifest;
+mod merge;
 mod rollup;
 
 use std::collections::BTreeMap;
@@ -491,16 +492,13 @@ impl Sources {
     /// Points in the range by timestamp; for equal timestamps the write with
     /// the highest LSN wins, whichever source holds it.
     fn merge(self) -> Vec<Entry> {
-        let (from, to) = (self.from, self.to);
-        let mut out: BTreeMap<i64, (Value, u64)> = BTreeMap::new();
+        let in_range = |p: &Entry| p.0 >= self.from && p.0 <= self.to;
+        let mut runs = Vec::with_capacity(self.chunks.len() + 2);
         for (block, i) in &self.chunks {
             match block.read(*i) {
-                Ok(points) => {
-                    for (ts, v, l) in points {
-                        if ts >= from && ts <= to {
-                            keep_newest(&mut out, ts, v, l);
-                        }
-                    }
+                Ok(mut points) => {
+                    points.retain(in_range);
+                    runs.push(points);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "time-series chunk unreadable; left out of the answer")
@@ -508,16 +506,10 @@ impl Sources {
             }
         }
         if let Some(f) = &self.frozen {
-            for (ts, v, l) in f.iter() {
-                if *ts >= from && *ts <= to {
-                    keep_newest(&mut out, *ts, v.clone(), *l);
-                }
-            }
+            runs.push(f.iter().filter(|p| in_range(p)).cloned().collect());
         }
-        for (ts, v, l) in self.head {
-            keep_newest(&mut out, ts, v, l);
-        }
-        out.into_iter().map(|(ts, (v, l))| (ts, v, l)).collect()
+        runs.push(self.head);
+        merge::merge_runs(runs)
     }
 }
 

@@ -16,7 +16,10 @@ use tributary_model::{DeviceId, TenantId, Value};
 use super::chunk::{self, Entry};
 use super::rollup::{self, Acc, ROLLUPS};
 
-const MAGIC: &[u8; 8] = b"TRBBLK03";
+const MAGIC: &[u8; 8] = b"TRBBLK04";
+/// Blocks from before Chimp floats: read as they are (older versions of
+/// Tributary do not read version 04, rather than misread its floats).
+const MAGIC_03: &[u8; 8] = b"TRBBLK03";
 const FOOTER: usize = 8 + 4 + 4 + 8;
 
 /// Where one series' chunk is in a block, and what it holds.
@@ -134,7 +137,7 @@ impl Block {
         let mut footer = [0u8; FOOTER];
         file.read_exact_at(&mut footer, len - FOOTER as u64)
             .map_err(io_err(&path))?;
-        if &footer[16..24] != MAGIC {
+        if &footer[16..24] != MAGIC && &footer[16..24] != MAGIC_03 {
             return Err(damaged("footer magic"));
         }
         let index_offset = u64::from_le_bytes(footer[0..8].try_into().unwrap_or_default());
@@ -398,9 +401,19 @@ mod tests {
         assert_eq!(reopened.index[1].last, (5, Value::Str("x".into())));
         assert_eq!(reopened.read(1).unwrap(), b);
 
-        // Flip a byte inside chunk "a": that series fails its checksum, "b" still reads.
+        // A version-03 footer still opens; an unknown version does not.
         let path = block_path(dir.path(), 7);
         let mut bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 8..].copy_from_slice(MAGIC_03);
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(Block::open(dir.path(), 7).unwrap().read(1).unwrap(), b);
+        bytes[n - 8..].copy_from_slice(b"TRBBLK99");
+        fs::write(&path, &bytes).unwrap();
+        assert!(Block::open(dir.path(), 7).is_err());
+        bytes[n - 8..].copy_from_slice(MAGIC);
+
+        // Flip a byte inside chunk "a": that series fails its checksum, "b" still reads.
         bytes[20] ^= 0xFF;
         fs::write(&path, &bytes).unwrap();
         let damaged = Block::open(dir.path(), 7).unwrap();

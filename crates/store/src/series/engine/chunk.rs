@@ -1,5 +1,6 @@
 //! One series' points, compressed: timestamps as delta-of-delta in the
-//! largest power-of-ten unit that divides them, floats XOR'd (Gorilla),
+//! largest power-of-ten unit that divides them, floats as scaled decimals
+//! or XOR'd (Chimp; chunks written before it used Gorilla, still read),
 //! integers as delta-of-delta, booleans as bits, strings through a
 //! per-chunk dictionary, and each point's log sequence number as a delta.
 //! A value's kind is kept per point, so a key may change type.
@@ -7,7 +8,8 @@
 use tributary_model::Value;
 
 use super::bits::{
-    read_signed, write_signed, BitReader, BitWriter, Corrupt, XorDecoder, XorEncoder,
+    read_signed, write_signed, BitReader, BitWriter, ChimpDecoder, ChimpEncoder, Corrupt,
+    XorDecoder, XorEncoder,
 };
 
 /// A stored point: timestamp (ns), value, and the LSN of the batch that wrote it.
@@ -18,8 +20,27 @@ const INT: u64 = 1;
 const BOOL: u64 = 2;
 const STR: u64 = 3;
 
+/// How a chunk's floats are stored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Floats {
+    /// As integers scaled by 10^e.
+    Scaled(u8),
+    /// XOR'd, Chimp.
+    Chimp,
+    /// XOR'd, Gorilla (chunks from before Chimp).
+    Gorilla,
+}
+
+/// Chimp's code in the 3-bit scale field, past the largest scale (6).
+const CHIMP: u64 = 7;
+
 /// Encodes points sorted by timestamp (unique timestamps).
 pub fn encode(points: &[Entry]) -> Vec<u8> {
+    let floats = decimal_scale(points).map_or(Floats::Chimp, Floats::Scaled);
+    encode_as(points, floats)
+}
+
+fn encode_as(points: &[Entry], floats: Floats) -> Vec<u8> {
     let mut w = BitWriter::default();
     w.write(points.len() as u64, 32);
     let Some(first) = points.first() else {
@@ -61,29 +82,34 @@ pub fn encode(points: &[Entry]) -> Vec<u8> {
     // Values, each kind its own stream. Floats that are decimals with few
     // places (most sensor readings) are stored as scaled integers, which
     // compress far better than XOR; others are XOR'd.
-    let scale = decimal_scale(points);
-    match scale {
-        Some(e) => {
+    match floats {
+        Floats::Scaled(e) => {
             w.bit(true);
             w.write(u64::from(e), 3);
         }
-        None => w.bit(false),
+        Floats::Chimp => {
+            w.bit(true);
+            w.write(CHIMP, 3);
+        }
+        Floats::Gorilla => w.bit(false),
     }
     let (mut prev_scaled, mut prev_scaled_delta) = (0i64, 0i64);
-    let mut xor = XorEncoder::default();
+    let mut gorilla = XorEncoder::default();
+    let mut chimp = ChimpEncoder::default();
     let (mut prev_int, mut prev_int_delta) = (0i64, 0i64);
     let mut dict: Vec<&str> = Vec::new();
     for (_, v, _) in points {
         match v {
-            Value::Float(f) => match scale {
-                Some(e) => {
+            Value::Float(f) => match floats {
+                Floats::Scaled(e) => {
                     let scaled = (f * 10f64.powi(i32::from(e))).round() as i64;
                     let delta = scaled.wrapping_sub(prev_scaled);
                     write_signed(&mut w, delta.wrapping_sub(prev_scaled_delta));
                     prev_scaled = scaled;
                     prev_scaled_delta = delta;
                 }
-                None => xor.push(&mut w, *f),
+                Floats::Chimp => chimp.push(&mut w, *f),
+                Floats::Gorilla => gorilla.push(&mut w, *f),
             },
             Value::Int(i) => {
                 let delta = i.wrapping_sub(prev_int);
@@ -154,25 +180,30 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, Corrupt> {
         }
         kinds.extend(std::iter::repeat_n(k, run as usize + 1));
     }
-    let scale = if r.bit()? {
-        Some(r.read(3)? as i32)
+    let floats = if r.bit()? {
+        match r.read(3)? {
+            CHIMP => Floats::Chimp,
+            e => Floats::Scaled(e as u8),
+        }
     } else {
-        None
+        Floats::Gorilla
     };
     let (mut prev_scaled, mut prev_scaled_delta) = (0i64, 0i64);
     let mut out = Vec::with_capacity(n);
-    let mut xor = XorDecoder::default();
+    let mut gorilla = XorDecoder::default();
+    let mut chimp = ChimpDecoder::default();
     let (mut prev_int, mut prev_int_delta) = (0i64, 0i64);
     let mut dict: Vec<String> = Vec::new();
     for i in 0..n {
         let value = match kinds[i] {
-            FLOAT => match scale {
-                Some(e) => {
+            FLOAT => match floats {
+                Floats::Scaled(e) => {
                     prev_scaled_delta = prev_scaled_delta.wrapping_add(read_signed(&mut r)?);
                     prev_scaled = prev_scaled.wrapping_add(prev_scaled_delta);
-                    Value::Float(prev_scaled as f64 / 10f64.powi(e))
+                    Value::Float(prev_scaled as f64 / 10f64.powi(i32::from(e)))
                 }
-                None => Value::Float(xor.next(&mut r)?),
+                Floats::Chimp => Value::Float(chimp.next(&mut r)?),
+                Floats::Gorilla => Value::Float(gorilla.next(&mut r)?),
             },
             INT => {
                 prev_int_delta = prev_int_delta.wrapping_add(read_signed(&mut r)?);
@@ -341,6 +372,17 @@ mod tests {
             .map(|(i, f)| (i as i64, Value::Float(*f), 1))
             .collect();
         round_trip(&decimals);
+    }
+
+    /// Chunks written before Chimp (Gorilla floats) still decode.
+    #[test]
+    fn gorilla_chunks_still_decode() {
+        let noisy: Vec<Entry> = (0..1000)
+            .map(|i| (i * 7, Value::Float((i as f64).sqrt() * 1.000_000_1), 1))
+            .collect();
+        let old = encode_as(&noisy, Floats::Gorilla);
+        assert_eq!(decode(&old).unwrap(), noisy);
+        assert!(encode(&noisy).len() < old.len(), "Chimp is smaller");
     }
 
     #[test]

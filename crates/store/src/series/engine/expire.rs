@@ -50,9 +50,7 @@ impl Engine {
                 series.retain(|_, s| {
                     s.chunks
                         .retain(|(b, i)| b.index.get(*i).is_some_and(|e| e.max_ts >= before));
-                    let kept = s.head.split_off(&before);
-                    out.head_points += s.head.len();
-                    s.head = kept;
+                    out.head_points += s.head.drop_before(before);
                     if s.latest.as_ref().is_some_and(|(ts, _)| *ts < before) {
                         s.latest = None;
                     }

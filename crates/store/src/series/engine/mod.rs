@@ -14,6 +14,7 @@ mod block;
 mod chunk;
 mod compact;
 mod expire;
+mod head;
 mod manifest;
 mod merge;
 mod rollup;
@@ -29,6 +30,7 @@ use tributary_model::{Batch, DeviceId, TenantId, Value};
 
 use self::block::{Block, SealInput};
 use self::chunk::Entry;
+use self::head::Head;
 use self::manifest::Manifest;
 use super::{AggQuery, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 use crate::StoreError;
@@ -56,8 +58,8 @@ impl Default for EngineConfig {
 
 #[derive(Default)]
 struct Series {
-    /// Points not yet frozen, by timestamp: (value, lsn).
-    head: BTreeMap<i64, (Value, u64)>,
+    /// Points not yet frozen.
+    head: Head,
     /// The part being sealed right now.
     frozen: Option<Arc<Vec<Entry>>>,
     /// Sealed chunks, oldest first.
@@ -194,8 +196,9 @@ impl Engine {
                 if s.latest.as_ref().is_none_or(|(t, _)| ts >= *t) {
                     s.latest = Some((ts, v.clone()));
                 }
-                keep_newest(&mut s.head, ts, v, lsn);
-                added += 1;
+                if s.head.upsert(ts, v, lsn) {
+                    added += 1;
+                }
             }
             st.head_points += added;
             st.head_points >= self.0.config.max_head_points
@@ -252,11 +255,7 @@ impl Engine {
                     if s.head.is_empty() {
                         continue;
                     }
-                    let points: Vec<Entry> = std::mem::take(&mut s.head)
-                        .into_iter()
-                        .map(|(ts, (v, lsn))| (ts, v, lsn))
-                        .collect();
-                    let points = Arc::new(points);
+                    let points = Arc::new(s.head.take());
                     s.frozen = Some(points.clone());
                     frozen.push((tenant, device, key.clone(), points));
                 }
@@ -358,8 +357,7 @@ impl Engine {
                 .and_then(|d| d.get_mut(key))
             {
                 for (ts, v, lsn) in points.iter() {
-                    if !s.head.contains_key(ts) {
-                        s.head.insert(*ts, (v.clone(), *lsn));
+                    if s.head.insert_absent(*ts, v.clone(), *lsn) {
                         restored += 1;
                     }
                 }
@@ -409,11 +407,7 @@ impl Engine {
                 .cloned()
                 .collect(),
             frozen: s.frozen.clone(),
-            head: s
-                .head
-                .range(from..=to)
-                .map(|(ts, (v, l))| (*ts, v.clone(), *l))
-                .collect(),
+            head: s.head.range(from, to),
         }
     }
 
@@ -577,7 +571,7 @@ impl SeriesStore for Engine {
                     if s.latest.as_ref().is_none_or(|(ts, _)| p.ts >= *ts) {
                         s.latest = Some((p.ts, p.value.clone()));
                     }
-                    if s.head.insert(p.ts, (p.value.clone(), *lsn)).is_none() {
+                    if s.head.upsert(p.ts, p.value.clone(), *lsn) {
                         added += 1;
                     }
                 }

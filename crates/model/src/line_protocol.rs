@@ -151,6 +151,28 @@ pub fn parse_iter<'a>(
     })
 }
 
+/// The bytes that end a token, as a lookup table; the backslash, which
+/// escapes, is in every one (a scan stops there to look at what follows).
+struct Stops([bool; 256]);
+
+const fn stops(set: &[u8]) -> Stops {
+    let mut t = [false; 256];
+    t[b'\\' as usize] = true;
+    let mut i = 0;
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    Stops(t)
+}
+
+const MEASUREMENT: Stops = stops(b", ");
+const TAG_KEY: Stops = stops(b"=, ");
+const TAG_VALUE: Stops = stops(b", ");
+const FIELD_KEY: Stops = stops(b"= ,");
+const FIELD_VALUE: Stops = stops(b", ");
+const TIMESTAMP: Stops = stops(b" ");
+
 struct Cursor<'a> {
     text: &'a str,
     s: &'a [u8],
@@ -164,10 +186,10 @@ impl<'a> Cursor<'a> {
 
     /// Reads up to an unescaped byte in `stop`, unescaping `\x` for x in
     /// `escapable`; borrowed from the text when nothing was escaped.
-    fn token(&mut self, stop: &[u8], escapable: &[u8]) -> Result<Cow<'a, str>, String> {
+    fn token(&mut self, stop: &Stops, escapable: &[u8]) -> Result<Cow<'a, str>, String> {
         let start = self.pos;
-        while let Some(b) = self.peek() {
-            if b == b'\\' || stop.contains(&b) {
+        while let Some(&b) = self.s.get(self.pos) {
+            if stop.0[usize::from(b)] {
                 break;
             }
             self.pos += 1;
@@ -187,7 +209,7 @@ impl<'a> Cursor<'a> {
                     }
                 }
             }
-            if stop.contains(&b) {
+            if b != b'\\' && stop.0[usize::from(b)] {
                 break;
             }
             out.push(b);
@@ -225,17 +247,17 @@ fn parse_line<'a>(
         s: text.as_bytes(),
         pos: 0,
     };
-    let measurement = c.token(b", ", b", ")?;
+    let measurement = c.token(&MEASUREMENT, b", ")?;
     if measurement.is_empty() {
         return Err("missing measurement".into());
     }
     let mut tags = Vec::new();
     while c.eat(b',') {
-        let k = c.token(b"=, ", b",= ")?;
+        let k = c.token(&TAG_KEY, b",= ")?;
         if !c.eat(b'=') {
             return Err(format!("missing tag value for {k:?}"));
         }
-        let v = c.token(b", ", b",= ")?;
+        let v = c.token(&TAG_VALUE, b",= ")?;
         if k.is_empty() || v.is_empty() {
             return Err("empty tag key or value".into());
         }
@@ -250,7 +272,7 @@ fn parse_line<'a>(
     c.skip_spaces();
     let mut fields = Vec::new();
     loop {
-        let k = c.token(b"= ,", b",= ")?;
+        let k = c.token(&FIELD_KEY, b",= ")?;
         if k.is_empty() {
             return Err("missing fields".into());
         }
@@ -268,7 +290,7 @@ fn parse_line<'a>(
     }
     c.skip_spaces();
     let ts = if c.peek().is_some() {
-        let raw = c.token(b" ", b"")?;
+        let raw = c.token(&TIMESTAMP, b"")?;
         let n: i64 = raw.parse().map_err(|_| format!("bad timestamp {raw:?}"))?;
         n.checked_mul(precision.nanos())
             .ok_or_else(|| format!("timestamp {raw} out of range"))?
@@ -318,7 +340,7 @@ fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Va
             .map(Value::Str)
             .map_err(|_| format!("string for {key:?} is not UTF-8"));
     }
-    let raw = c.token(b", ", b"")?;
+    let raw = c.token(&FIELD_VALUE, b"")?;
     let bad = || format!("invalid field value {raw:?} for {key:?}");
     match raw.as_ref() {
         "t" | "T" | "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),

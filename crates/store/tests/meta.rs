@@ -129,3 +129,46 @@ async fn refresh_tokens_are_single_use_and_families_revocable() {
     );
     assert_eq!(meta.memberships(u.id).await.unwrap()[0].1, Role::Owner);
 }
+
+/// Devices created in bulk (line protocol's first writes): missing names are
+/// created in one go, existing ones left as they are, other tenants untouched.
+#[tokio::test]
+async fn devices_are_ensured_in_bulk() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaStore::open(&dir.path().join("m.db")).await.unwrap();
+    let (a, _) = meta
+        .create_tenant_with_owner("a", "a@x.io", "h", Role::Owner)
+        .await
+        .unwrap();
+    let (b, _) = meta
+        .create_tenant_with_owner("b", "b@x.io", "h", Role::Owner)
+        .await
+        .unwrap();
+    let existing = meta
+        .create_device(a.id, new_device("m,host=1", "h0"))
+        .await
+        .unwrap();
+    meta.create_device(b.id, new_device("m,host=2", "hb"))
+        .await
+        .unwrap();
+    let wanted: Vec<NewDevice> = (1..=1500)
+        .map(|i| new_device(&format!("m,host={i}"), &format!("h{i}")))
+        .collect();
+    let got = meta.ensure_devices(a.id, &wanted).await.unwrap();
+    assert_eq!(got.len(), 1500);
+    assert!(got.iter().all(|d| d.tenant == a.id));
+    let host1 = got.iter().find(|d| d.name == "m,host=1").unwrap();
+    assert_eq!(host1.id, existing.id, "an existing device is kept");
+    let again = meta.ensure_devices(a.id, &wanted[..10]).await.unwrap();
+    let mut ids: Vec<_> = again.iter().map(|d| d.id).collect();
+    ids.sort();
+    let mut first: Vec<_> = got
+        .iter()
+        .filter(|d| wanted[..10].iter().any(|w| w.name == d.name))
+        .map(|d| d.id)
+        .collect();
+    first.sort();
+    assert_eq!(ids, first, "a second call creates nothing new");
+    let names: Vec<String> = vec!["m,host=2".into()];
+    assert_eq!(meta.devices_by_names(b.id, &names).await.unwrap().len(), 1);
+}

@@ -331,10 +331,24 @@ async fn write(
             value,
         }));
     }
+    let mut devices = match devices_for(s, &p, &by_series).await {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                style,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+        }
+    };
     let mut pending = Vec::new();
     let mut points_total = 0u64;
-    for (series, (first, points)) in by_series {
-        let device = match device_for(s, &p, &series, &first).await {
+    for (series, (_, points)) in by_series {
+        let found = devices
+            .remove(series.as_ref())
+            .unwrap_or_else(|| Err("no device for this series".to_string()));
+        let device = match found {
             Ok(d) => d,
             Err(reason) => {
                 errors.push(LineError {
@@ -437,31 +451,57 @@ fn owned_chunks(mut points: Vec<Point>, max: usize) -> Vec<Vec<Point>> {
     out
 }
 
-/// The device a series key names: cached, found by name, or created (when the
-/// key may write) with the measurement and tags as labels.
-async fn device_for(
+/// The devices the series keys name: cached, found by name, or created
+/// (with the measurement and tags as labels), all missing ones in one
+/// transaction. A key that cannot name a device gets its reason.
+async fn devices_for(
     s: &AppState,
     p: &Principal,
-    series: &str,
-    first: &Line<'_>,
-) -> Result<Device, String> {
-    if let Some(d) = s.series_devices.get(p.tenant, series) {
-        return Ok(d);
+    series: &BTreeMap<Cow<'_, str>, (Line<'_>, Vec<Point>)>,
+) -> Result<HashMap<String, Result<Device, String>>, StoreError> {
+    let mut out = HashMap::with_capacity(series.len());
+    let mut missing = Vec::new();
+    for (key, (first, _)) in series {
+        if let Some(d) = s.series_devices.get(p.tenant, key) {
+            out.insert(key.to_string(), Ok(d));
+        } else if key.chars().count() > MAX_NAME {
+            out.insert(
+                key.to_string(),
+                Err(format!(
+                    "series key is longer than {MAX_NAME} characters, the longest device name"
+                )),
+            );
+        } else {
+            missing.push((key.to_string(), first));
+        }
     }
-    if series.chars().count() > MAX_NAME {
-        return Err(format!(
-            "series key is longer than {MAX_NAME} characters, the longest device name"
-        ));
+    if missing.is_empty() {
+        return Ok(out);
     }
-    if let Some(d) = s
-        .meta
-        .device_by_name(p.tenant, series)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        s.series_devices.put(d.clone(), series.to_string());
-        return Ok(d);
+    let names: Vec<String> = missing.iter().map(|(k, _)| k.clone()).collect();
+    let mut found = s.meta.devices_by_names(p.tenant, &names).await?;
+    if found.len() < missing.len() {
+        let have: std::collections::HashSet<&str> = found.iter().map(|d| d.name.as_str()).collect();
+        let new: Vec<NewDevice> = missing
+            .iter()
+            .filter(|(k, _)| !have.contains(k.as_str()))
+            .map(|(k, first)| new_device(k, first))
+            .collect();
+        found.extend(s.meta.ensure_devices(p.tenant, &new).await?);
     }
+    for d in found {
+        s.series_devices.put(d.clone(), d.name.clone());
+        out.insert(d.name.clone(), Ok(d));
+    }
+    for (k, _) in missing {
+        out.entry(k)
+            .or_insert_with(|| Err("device vanished while being created".to_string()));
+    }
+    Ok(out)
+}
+
+/// A device for a series key, labelled with the line's measurement and tags.
+fn new_device(series: &str, first: &Line<'_>) -> NewDevice {
     let mut labels = BTreeMap::new();
     labels.insert("measurement".to_string(), first.measurement.to_string());
     for (k, v) in &first.tags {
@@ -474,31 +514,12 @@ async fn device_for(
         }
     }
     let (_, hash, hint) = Authenticator::new_device_token();
-    let created = s
-        .meta
-        .create_device(
-            p.tenant,
-            NewDevice {
-                name: series.to_string(),
-                labels,
-                tags: vec!["line-protocol".into()],
-                profile: None,
-                token_hash: hash,
-                token_hint: hint,
-            },
-        )
-        .await;
-    let device = match created {
-        Ok(d) => d,
-        // Another request created it meanwhile.
-        Err(StoreError::Conflict(_)) => s
-            .meta
-            .device_by_name(p.tenant, series)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "device vanished while being created".to_string())?,
-        Err(e) => return Err(e.to_string()),
-    };
-    s.series_devices.put(device.clone(), series.to_string());
-    Ok(device)
+    NewDevice {
+        name: series.to_string(),
+        labels,
+        tags: vec!["line-protocol".into()],
+        profile: None,
+        token_hash: hash,
+        token_hint: hint,
+    }
 }

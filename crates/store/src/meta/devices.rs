@@ -212,6 +212,60 @@ impl MetaStore {
         Ok(device)
     }
 
+    /// Creates, in one transaction, those of `new` whose name the tenant
+    /// does not use yet (others are left as they are), then returns every
+    /// named device. Profiles are not checked: these come without one.
+    pub async fn ensure_devices(
+        &self,
+        tenant: TenantId,
+        new: &[NewDevice],
+    ) -> Result<Vec<Device>, StoreError> {
+        let names: Vec<String> = new.iter().map(|d| d.name.clone()).collect();
+        let mut tx = self.pool.begin().await?;
+        for d in new {
+            sqlx::query(
+                "INSERT INTO devices (id, tenant_id, name, labels, tags, profile_id, token_hash, token_hint, created_at) \
+                 VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING",
+            )
+            .bind(DeviceId::new().to_string())
+            .bind(tenant.to_string())
+            .bind(&d.name)
+            .bind(json(&d.labels))
+            .bind(json(&d.tags))
+            .bind(&d.token_hash)
+            .bind(&d.token_hint)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.devices_by_names(tenant, &names).await
+    }
+
+    /// The tenant's devices with these names (those that exist).
+    pub async fn devices_by_names(
+        &self,
+        tenant: TenantId,
+        names: &[String],
+    ) -> Result<Vec<Device>, StoreError> {
+        let mut out = Vec::with_capacity(names.len());
+        // SQLite binds at most 32,766 parameters per statement.
+        for chunk in names.chunks(1000) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("SELECT {COLUMNS} FROM devices WHERE tenant_id = "));
+            qb.push_bind(tenant.to_string()).push(" AND name IN (");
+            let mut list = qb.separated(", ");
+            for n in chunk {
+                list.push_bind(n.clone());
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(&self.pool).await? {
+                out.push(device_from(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// A page of the tenant's devices matching `filter`.
     pub async fn list_devices(
         &self,

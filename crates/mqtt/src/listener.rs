@@ -125,12 +125,18 @@ async fn serve_accepted(
     let Some(tls) = tls else {
         return serve_stream(stream, state, shutdown).await;
     };
-    let handshake = tokio::time::timeout(state.config.connect_timeout, tls.accept(stream)).await;
-    match handshake {
-        Ok(Ok(stream)) => serve_stream(stream, state, shutdown).await,
-        Ok(Err(e)) => tracing::debug!(error = %e, "MQTT TLS handshake failed"),
-        Err(_) => tracing::debug!("MQTT TLS handshake timed out"),
-    }
+    // Boxed: a TLS connection's state is large, and plain connections (the
+    // many idle ones) should not carry room for it in their task.
+    Box::pin(async move {
+        let handshake =
+            tokio::time::timeout(state.config.connect_timeout, tls.accept(stream)).await;
+        match handshake {
+            Ok(Ok(stream)) => serve_stream(stream, state, shutdown).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "MQTT TLS handshake failed"),
+            Err(_) => tracing::debug!("MQTT TLS handshake timed out"),
+        }
+    })
+    .await
 }
 
 /// A connection slot, if one is free.

@@ -1,6 +1,6 @@
 //! Merging runs of points, each sorted by timestamp, into one: for equal
 //! timestamps the write with the highest LSN wins (for equal LSNs, the
-//! later run). Queries and compaction both merge this way.
+//! later run). Queries, aggregates and compaction all merge this way.
 
 use super::chunk::Entry;
 

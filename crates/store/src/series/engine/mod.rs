@@ -507,16 +507,6 @@ impl Sources {
     }
 }
 
-/// Inserts a point unless a write with a higher LSN is already there.
-pub(crate) fn keep_newest(out: &mut BTreeMap<i64, (Value, u64)>, ts: i64, v: Value, lsn: u64) {
-    match out.get(&ts) {
-        Some((_, have)) if *have > lsn => {}
-        _ => {
-            out.insert(ts, (v, lsn));
-        }
-    }
-}
-
 /// The newest sample of each key (of `keys`, or all) not older than `cutoff`.
 fn latest_of(
     series: &BTreeMap<String, Series>,
@@ -636,14 +626,12 @@ impl SeriesStore for Engine {
             let mut out = SeriesMap::new();
             for (key, src) in snap {
                 let (from, to) = (src.from, src.to);
-                let mut loose = src.head;
-                if let Some(f) = &src.frozen {
-                    loose.extend(f.iter().filter(|p| p.0 >= from && p.0 <= to).cloned());
-                }
+                // Runs in the order of writing: chunks, the part being sealed, the head.
+                let frozen = src.frozen.as_deref().cloned().unwrap_or_default();
                 let buckets = rollup::aggregate(
                     rollup::AggSources {
                         chunks: src.chunks,
-                        loose,
+                        loose: vec![frozen, src.head],
                     },
                     from,
                     to,

@@ -11,6 +11,7 @@ use tributary_model::Value;
 
 use super::block::Block;
 use super::chunk::Entry;
+use super::merge::merge_runs;
 use crate::series::Aggregate;
 
 /// Rollup intervals kept for every chunk (ns): one minute, one hour.
@@ -156,8 +157,8 @@ pub fn rollup(points: &[Entry], interval: i64) -> Vec<(i64, Acc)> {
 pub struct AggSources {
     /// Sealed chunks.
     pub chunks: Vec<(std::sync::Arc<Block>, usize)>,
-    /// Points not in blocks (frozen and head), any order.
-    pub loose: Vec<Entry>,
+    /// Points not in blocks (frozen, then head), each run sorted by time.
+    pub loose: Vec<Vec<Entry>>,
 }
 
 /// Aggregates one series over [from, to] into `interval` buckets. A chunk
@@ -178,6 +179,7 @@ pub fn aggregate(src: AggSources, from: i64, to: i64, interval: i64) -> BTreeMap
     let (loose_min, loose_max) = src
         .loose
         .iter()
+        .flatten()
         .fold((i64::MAX, i64::MIN), |(lo, hi), (ts, _, _)| {
             (lo.min(*ts), hi.max(*ts))
         });
@@ -195,7 +197,8 @@ pub fn aggregate(src: AggSources, from: i64, to: i64, interval: i64) -> BTreeMap
             .or_insert_with(Acc::empty)
             .add(ts, v);
     };
-    let mut merged: BTreeMap<i64, (Value, u64)> = BTreeMap::new();
+    // Points of overlapping chunks and the loose ones, merged like a query's.
+    let mut runs: Vec<Vec<Entry>> = Vec::new();
     let mut rolled: Vec<(i64, Acc)> = Vec::new();
     for (k, (block, i)) in src.chunks.iter().enumerate() {
         let (lo, hi) = ranges[k];
@@ -218,16 +221,14 @@ pub fn aggregate(src: AggSources, from: i64, to: i64, interval: i64) -> BTreeMap
             }
         }
         match block.read(*i) {
-            Ok(points) => {
-                for (ts, v, lsn) in points {
-                    if ts < from || ts > to {
-                        continue;
+            Ok(mut points) => {
+                points.retain(|p| p.0 >= from && p.0 <= to);
+                if clean {
+                    for (ts, v, _) in &points {
+                        add(*ts, v);
                     }
-                    if clean {
-                        add(ts, &v);
-                    } else {
-                        super::keep_newest(&mut merged, ts, v, lsn);
-                    }
+                } else {
+                    runs.push(points);
                 }
             }
             Err(e) => {
@@ -235,13 +236,12 @@ pub fn aggregate(src: AggSources, from: i64, to: i64, interval: i64) -> BTreeMap
             }
         }
     }
-    for (ts, v, lsn) in src.loose {
-        if ts >= from && ts <= to {
-            super::keep_newest(&mut merged, ts, v, lsn);
-        }
+    for mut run in src.loose {
+        run.retain(|p| p.0 >= from && p.0 <= to);
+        runs.push(run);
     }
-    for (ts, (v, _)) in &merged {
-        add(*ts, v);
+    for (ts, v, _) in merge_runs(runs) {
+        add(ts, &v);
     }
     for (b, acc) in rolled {
         out.entry(b).or_insert_with(Acc::empty).merge(&acc);

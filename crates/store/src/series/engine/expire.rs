@@ -8,7 +8,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tributary_model::TenantId;
+use tributary_model::{DeviceId, TenantId};
+use uuid::Uuid;
 
 use super::block::{block_path, Block};
 use super::manifest::Manifest;
@@ -43,10 +44,9 @@ impl Engine {
                 return Ok(out);
             }
             st.manifest.expire(tenant, before);
-            for ((t, _), series) in st.devices.iter_mut() {
-                if *t != tenant {
-                    continue;
-                }
+            let (lo, hi) = (DeviceId(Uuid::nil()), DeviceId(Uuid::max()));
+            let mut emptied = Vec::new();
+            for ((_, d), series) in st.devices.range_mut((tenant, lo)..=(tenant, hi)) {
                 series.retain(|_, s| {
                     s.chunks
                         .retain(|(b, i)| b.index.get(*i).is_some_and(|e| e.max_ts >= before));
@@ -56,8 +56,13 @@ impl Engine {
                     }
                     !(s.chunks.is_empty() && s.head.is_empty() && s.latest.is_none())
                 });
+                if series.is_empty() {
+                    emptied.push(*d);
+                }
             }
-            st.devices.retain(|_, series| !series.is_empty());
+            for d in emptied {
+                st.devices.remove(&(tenant, d));
+            }
             st.head_points = st.head_points.saturating_sub(out.head_points);
             let (mut dead, mut rewrite) = (Vec::new(), Vec::new());
             for (id, b) in &st.blocks {

@@ -35,6 +35,7 @@ fn config(points: usize) -> EngineConfig {
     EngineConfig {
         max_head_points: points,
         seal_interval: Duration::from_secs(3600),
+        ..EngineConfig::default()
     }
 }
 
@@ -386,4 +387,43 @@ async fn expired_points_vanish_and_their_blocks_are_reclaimed() {
     let e = Engine::open(dir.path(), config(1_000_000)).await.unwrap();
     assert!(e.query(t, d, &all()).await.unwrap().is_empty());
     assert_eq!(e.query(other, o, &all()).await.unwrap()["v"].len(), 100);
+}
+
+/// Long strings fill memory long before the point count does: the head is
+/// sealed by its size as well.
+#[tokio::test]
+async fn a_head_of_long_strings_is_sealed_by_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, d) = (TenantId::new(), DeviceId::new());
+    let e = Engine::open(
+        dir.path(),
+        EngineConfig {
+            max_head_points: 1_000_000,
+            max_head_bytes: 64 * 1024,
+            seal_interval: Duration::from_secs(3600),
+        },
+    )
+    .await
+    .unwrap();
+    let text = "x".repeat(4096);
+    for lsn in 1..=20u64 {
+        let b = Batch {
+            tenant: t,
+            device: d,
+            points: vec![Point {
+                key: "log".into(),
+                ts: lsn as i64,
+                value: Value::Str(text.clone()),
+            }],
+        };
+        e.apply(&[(lsn, &b)]).await.unwrap();
+    }
+    // 20 points of 4 KiB passed the 64 KiB bound: sealed in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while e.durable_lsn() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never sealed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = e.query(t, d, &all()).await.unwrap();
+    assert_eq!(r["log"].len(), 20);
 }

@@ -175,6 +175,8 @@ pub struct Config {
     pub series_store: SeriesStoreKind,
     /// Points in the engine's in-memory head that trigger sealing a block.
     pub tsdb_max_head_points: usize,
+    /// Approximate bytes in the engine's head that trigger sealing a block.
+    pub tsdb_max_head_bytes: usize,
     /// Longest data stays only in the engine's head (and the write-ahead log).
     pub tsdb_seal_interval_secs: u64,
     /// Days time series are kept for tenants that set no retention (0: forever).
@@ -241,6 +243,7 @@ impl Default for Config {
             mqtt_max_session_expiry_secs: 24 * 3600,
             series_store: SeriesStoreKind::Engine,
             tsdb_max_head_points: 1_000_000,
+            tsdb_max_head_bytes: 256 * 1024 * 1024,
             tsdb_seal_interval_secs: 60,
             retention_days: 0,
             retention_check_secs: 3600,

@@ -63,6 +63,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 &config.data_dir.join("tsdb"),
                 EngineConfig {
                     max_head_points: config.tsdb_max_head_points.max(1),
+                    max_head_bytes: config.tsdb_max_head_bytes.max(1),
                     seal_interval: Duration::from_secs(config.tsdb_seal_interval_secs.max(1)),
                 },
             )

@@ -1,6 +1,7 @@
 //! Tributary's time-series engine. Committed batches (already durable in the
 //! pipeline's write-ahead log) go into in-memory head chunks per series and
-//! are visible at once. When the head holds `max_head_points`, or
+//! are visible at once. When the head holds `max_head_points` or
+//! `max_head_bytes`, or
 //! `seal_interval` has passed, it is frozen and sealed in the background into
 //! an immutable, checksummed block file; the manifest then records the
 //! block and the LSN up to which everything is in blocks. That LSN is what
@@ -43,6 +44,9 @@ pub struct EngineConfig {
     /// Points in memory that trigger a seal (and bound the head: at twice this,
     /// writes wait for the seal in flight).
     pub max_head_points: usize,
+    /// Approximate bytes in memory that trigger a seal (bounding the head
+    /// likewise when points carry long strings).
+    pub max_head_bytes: usize,
     /// Longest time data stays only in the head and the log.
     pub seal_interval: Duration,
 }
@@ -51,6 +55,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_head_points: 1_000_000,
+            max_head_bytes: 256 * 1024 * 1024,
             seal_interval: Duration::from_secs(60),
         }
     }
@@ -77,7 +82,26 @@ pub(crate) struct State {
     manifest: Manifest,
     visible_lsn: u64,
     head_points: usize,
+    /// Approximate memory of the head's points (see [`point_bytes`]).
+    head_bytes: usize,
     last_seal: Instant,
+}
+
+impl State {
+    /// Whether the head holds `factor` times a limit of `config` or more.
+    fn head_over(&self, config: &EngineConfig, factor: usize) -> bool {
+        self.head_points >= factor.saturating_mul(config.max_head_points)
+            || self.head_bytes >= factor.saturating_mul(config.max_head_bytes)
+    }
+}
+
+/// What one point costs in the head, roughly: the entry, its share of the
+/// newest value, and a string's text.
+fn point_bytes(v: &Value) -> usize {
+    64 + match v {
+        Value::Str(s) => 2 * s.len(),
+        _ => 0,
+    }
 }
 
 struct Inner {
@@ -152,6 +176,7 @@ impl Engine {
                 visible_lsn: durable,
                 manifest,
                 head_points: 0,
+                head_bytes: 0,
                 last_seal: Instant::now(),
             }),
             durable: AtomicU64::new(durable),
@@ -191,17 +216,19 @@ impl Engine {
                 .or_default()
                 .entry(key.to_string())
                 .or_default();
-            let mut added = 0;
+            let (mut added, mut bytes) = (0, 0);
             for (ts, v, lsn) in points {
                 if s.latest.as_ref().is_none_or(|(t, _)| ts >= *t) {
                     s.latest = Some((ts, v.clone()));
                 }
+                bytes += point_bytes(&v);
                 if s.head.upsert(ts, v, lsn) {
                     added += 1;
                 }
             }
             st.head_points += added;
-            st.head_points >= self.0.config.max_head_points
+            st.head_bytes += bytes;
+            st.head_over(&self.0.config, 1)
         };
         if full {
             self.seal(true).await?;
@@ -240,7 +267,7 @@ impl Engine {
         let guard = match self.0.sealing.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
-                let full = self.read().head_points >= 2 * self.0.config.max_head_points;
+                let full = self.read().head_over(&self.0.config, 2);
                 if !(wait || full) {
                     return Ok(());
                 }
@@ -261,6 +288,7 @@ impl Engine {
                 }
             }
             st.head_points = 0;
+            st.head_bytes = 0;
             st.last_seal = Instant::now();
             let id = st.manifest.next_block;
             st.manifest.next_block += 1;
@@ -349,7 +377,7 @@ impl Engine {
             "sealing a time-series block failed; the data stays in memory and in the log"
         );
         let mut st = self.write();
-        let mut restored = 0;
+        let (mut restored, mut bytes) = (0, 0);
         for (tenant, device, key, points) in frozen {
             if let Some(s) = st
                 .devices
@@ -359,12 +387,14 @@ impl Engine {
                 for (ts, v, lsn) in points.iter() {
                     if s.head.insert_absent(*ts, v.clone(), *lsn) {
                         restored += 1;
+                        bytes += point_bytes(v);
                     }
                 }
                 s.frozen = None;
             }
         }
         st.head_points += restored;
+        st.head_bytes += bytes;
     }
 
     async fn save_manifest(&self, manifest: Manifest) -> Result<(), StoreError> {
@@ -546,7 +576,7 @@ impl SeriesStore for Engine {
     async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError> {
         let seal = {
             let mut st = self.write();
-            let mut added = 0;
+            let (mut added, mut bytes) = (0, 0);
             for (lsn, batch) in batches {
                 if st.manifest.is_deleted(batch.tenant, batch.device, *lsn) {
                     continue;
@@ -561,6 +591,7 @@ impl SeriesStore for Engine {
                     if s.latest.as_ref().is_none_or(|(ts, _)| p.ts >= *ts) {
                         s.latest = Some((p.ts, p.value.clone()));
                     }
+                    bytes += point_bytes(&p.value);
                     if s.head.upsert(p.ts, p.value.clone(), *lsn) {
                         added += 1;
                     }
@@ -570,7 +601,8 @@ impl SeriesStore for Engine {
                 st.visible_lsn = st.visible_lsn.max(*lsn);
             }
             st.head_points += added;
-            st.head_points >= self.0.config.max_head_points
+            st.head_bytes += bytes;
+            st.head_over(&self.0.config, 1)
                 || (st.head_points > 0 && st.last_seal.elapsed() >= self.0.config.seal_interval)
         };
         if seal {

@@ -379,6 +379,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut heard = Instant::now();
         let mut recheck = tokio::time::interval(self.state.config.auth_recheck);
         recheck.tick().await;
+        // One timer for the keep-alive, moved only when it fires: arming a
+        // new one for every packet would cost a timer-wheel entry each time.
+        let silence = self.keep_alive.unwrap_or(Duration::from_secs(3600));
+        let idle = tokio::time::sleep_until((heard + silence).into());
+        tokio::pin!(idle);
         loop {
             for out in self.session.take_sendable(self.conn_id, self.window) {
                 self.queue_outgoing(out)?;
@@ -387,10 +392,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             tokio::time::timeout(WRITE_TIMEOUT, self.io.flush())
                 .await
                 .map_err(|_| ConnError::Protocol("the client stopped reading".into()))??;
-            let deadline = self
-                .keep_alive
-                .map(|k| heard + k)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 _ = &mut kicked => {
@@ -411,12 +412,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 _ = self.session.notified() => {}
                 durable = next_durable(&mut self.pending) => {
                     self.acknowledge(durable).await?;
+                    // Telemetry made durable by the same group commit is
+                    // acknowledged in the same write.
+                    while let Some(durable) = ready_durable(&mut self.pending) {
+                        self.acknowledge(durable).await?;
+                    }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    if self.keep_alive.is_some() {
+                _ = &mut idle => {
+                    if self.keep_alive.is_some() && heard.elapsed() >= silence {
                         self.disconnect(DisconnectReasonCode::KeepAliveTimeout, "keep-alive expired").await;
                         return Ok(End::Lost);
                     }
+                    // Not expired (or no keep-alive): wait until it could be.
+                    let next = if self.keep_alive.is_some() {
+                        heard + silence
+                    } else {
+                        Instant::now() + silence
+                    };
+                    idle.as_mut().reset(next.into());
                 }
                 _ = recheck.tick() => {
                     if !self.still_authorized().await {
@@ -891,6 +904,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             Err(SubscribeError::Quota) => SubscribeReasonCode::QuotaExceeded,
         }
+    }
+}
+
+/// The oldest pending telemetry's outcome if it is durable already. (Polled
+/// with a no-op waker: the loop polls it again with its own before waiting.)
+fn ready_durable(pending: &mut VecDeque<(u16, QoS, Durable)>) -> Option<Result<u64, WalError>> {
+    use std::future::Future;
+    let (_, _, durable) = pending.front_mut()?;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(durable).poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
     }
 }
 

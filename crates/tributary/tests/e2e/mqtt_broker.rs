@@ -169,6 +169,16 @@ struct Raw {
 
 impl Raw {
     fn connect(addr: &str, client_id: &str, user: &str, clean: bool) -> (Raw, Packet) {
+        Self::connect_with(addr, client_id, user, clean, 30)
+    }
+
+    fn connect_with(
+        addr: &str,
+        client_id: &str,
+        user: &str,
+        clean: bool,
+        keep_alive: u16,
+    ) -> (Raw, Packet) {
         let sock = TcpStream::connect(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut raw = Raw {
@@ -177,7 +187,7 @@ impl Raw {
         };
         let mut c = Connect::new(client_id);
         c.clean_session = clean;
-        c.keep_alive = 30;
+        c.keep_alive = keep_alive;
         c.login = Some(Login::new(user, ""));
         raw.send(Packet::Connect(c));
         let ack = raw.read().expect("CONNACK");
@@ -207,6 +217,33 @@ impl Raw {
             }
         }
     }
+}
+
+/// A client silent for 1.5 × its keep-alive is disconnected; one that pings
+/// within it stays, however long it lives.
+#[tokio::test]
+async fn keep_alive_ends_silent_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = setup(dir.path(), vec![]).await;
+    let (mqtt, token) = (t.s.mqtt.clone(), t.device_token.clone());
+    tokio::task::spawn_blocking(move || {
+        let (mut silent, ack) = Raw::connect_with(&mqtt, "silent", &token, true, 1);
+        assert!(matches!(ack, Packet::ConnAck(_)));
+        let (mut pinger, _) = Raw::connect_with(&mqtt, "pinger", &token, true, 1);
+        let started = std::time::Instant::now();
+        for _ in 0..8 {
+            std::thread::sleep(Duration::from_millis(500));
+            pinger.send(Packet::PingReq);
+            assert!(
+                matches!(pinger.read(), Some(Packet::PingResp)),
+                "a pinging client is answered and kept"
+            );
+        }
+        assert!(started.elapsed() >= Duration::from_secs(4));
+        assert!(silent.read().is_none(), "the silent client was disconnected");
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The metadata store: tenant scoping of devices, tokens, refresh families.
 
 use tributary_store::meta::{DeviceFilter, ListParams, TakeOutcome};
-use tributary_store::{MetaStore, NewDevice, RefreshToken, Role, StoreError};
+use tributary_store::{MetaStore, NewDevice, RefreshToken, Role, StoreError, Tenant};
 
 fn new_device(name: &str, hash: &str) -> NewDevice {
     NewDevice {
@@ -12,10 +12,9 @@ fn new_device(name: &str, hash: &str) -> NewDevice {
     }
 }
 
-#[tokio::test]
-async fn devices_are_scoped_by_tenant() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = MetaStore::open(&dir.path().join("m.db")).await.unwrap();
+/// A fresh store with tenants "a" and "b", each with an owner.
+async fn two_tenants(dir: &std::path::Path) -> (MetaStore, Tenant, Tenant) {
+    let meta = MetaStore::open(&dir.join("m.db")).await.unwrap();
     let (a, _) = meta
         .create_tenant_with_owner("a", "a@x.io", "h", Role::Owner)
         .await
@@ -24,6 +23,13 @@ async fn devices_are_scoped_by_tenant() {
         .create_tenant_with_owner("b", "b@x.io", "h", Role::Owner)
         .await
         .unwrap();
+    (meta, a, b)
+}
+
+#[tokio::test]
+async fn devices_are_scoped_by_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, a, b) = two_tenants(dir.path()).await;
     assert_eq!(meta.tenant_count().await.unwrap(), 2);
     assert!(matches!(
         meta.create_tenant_with_owner("c", "A@X.IO", "h", Role::Owner)
@@ -135,15 +141,7 @@ async fn refresh_tokens_are_single_use_and_families_revocable() {
 #[tokio::test]
 async fn devices_are_ensured_in_bulk() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = MetaStore::open(&dir.path().join("m.db")).await.unwrap();
-    let (a, _) = meta
-        .create_tenant_with_owner("a", "a@x.io", "h", Role::Owner)
-        .await
-        .unwrap();
-    let (b, _) = meta
-        .create_tenant_with_owner("b", "b@x.io", "h", Role::Owner)
-        .await
-        .unwrap();
+    let (meta, a, b) = two_tenants(dir.path()).await;
     let existing = meta
         .create_device(a.id, new_device("m,host=1", "h0"))
         .await

@@ -240,7 +240,10 @@ async fn keep_alive_ends_silent_clients_only() {
             );
         }
         assert!(started.elapsed() >= Duration::from_secs(4));
-        assert!(silent.read().is_none(), "the silent client was disconnected");
+        assert!(
+            silent.read().is_none(),
+            "the silent client was disconnected"
+        );
     })
     .await
     .unwrap();

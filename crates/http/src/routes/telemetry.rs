@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json_};
 use tributary_auth::policy::Action;
 use tributary_model::time::{ms_to_ns, ns_to_ms, MAX_MS, NANOS_PER_MS};
-use tributary_model::{DeviceId, Value};
+use tributary_model::DeviceId;
 use tributary_store::{AggQuery, Aggregate, Order, RawQuery, Sample};
 use utoipa::{IntoParams, ToSchema};
 
@@ -68,42 +68,31 @@ pub struct DeviceValues {
     device_id: DeviceId,
     /// `{"key":{"ts":ms,"value":v},…}`
     #[schema(value_type = Object)]
-    #[serde(serialize_with = "samples_json")]
-    values: BTreeMap<String, Sample>,
+    values: LatestValues,
 }
 
-/// Writes samples as `{"key":{"ts":ms,"value":v},…}` without building JSON values.
-fn samples_json<S: serde::Serializer>(
-    samples: &BTreeMap<String, Sample>,
-    ser: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::{SerializeMap, SerializeStruct};
-    struct Plain<'a>(&'a Value);
-    impl Serialize for Plain<'_> {
-        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-            match self.0 {
-                Value::Float(f) if f.is_finite() => ser.serialize_f64(*f),
-                Value::Float(_) => ser.serialize_none(),
-                Value::Int(i) => ser.serialize_i64(*i),
-                Value::Bool(b) => ser.serialize_bool(*b),
-                Value::Str(s) => ser.serialize_str(s),
+/// The newest sample per key, written as `{"key":{"ts":ms,"value":v},…}`
+/// straight from the samples (no JSON tree is built for a large answer).
+pub struct LatestValues(BTreeMap<String, Sample>);
+
+impl Serialize for LatestValues {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeStruct};
+        struct One<'a>(&'a Sample);
+        impl Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut st = ser.serialize_struct("Sample", 2)?;
+                st.serialize_field("ts", &ns_to_ms(self.0.ts))?;
+                st.serialize_field("value", &self.0.value.to_json())?;
+                st.end()
             }
         }
-    }
-    struct One<'a>(&'a Sample);
-    impl Serialize for One<'_> {
-        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-            let mut st = ser.serialize_struct("Sample", 2)?;
-            st.serialize_field("ts", &ns_to_ms(self.0.ts))?;
-            st.serialize_field("value", &Plain(&self.0.value))?;
-            st.end()
+        let mut map = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, &One(v))?;
         }
+        map.end()
     }
-    let mut map = ser.serialize_map(Some(samples.len()))?;
-    for (k, v) in samples {
-        map.serialize_entry(k, &One(v))?;
-    }
-    map.end()
 }
 
 /// A page of devices with their newest values, in device id order.
@@ -246,7 +235,7 @@ pub async fn latest(
     auth: Auth,
     Path(id): Path<String>,
     params: Result<Query<LatestParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<BTreeMap<String, Json_>>, ApiError> {
+) -> Result<Json<LatestValues>, ApiError> {
     let p = auth.require(Action::Read)?;
     let Query(q) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = find(&s, p.tenant, &id).await?.id;
@@ -255,12 +244,7 @@ pub async fn latest(
         .series
         .latest(p.tenant, id, &parse_keys(q.keys.as_deref()))
         .await?;
-    Ok(Json(
-        latest
-            .iter()
-            .map(|(k, v)| (k.clone(), sample_json(v)))
-            .collect(),
-    ))
+    Ok(Json(LatestValues(latest)))
 }
 
 /// The newest values of many devices at once (those matching the filters,
@@ -322,7 +306,10 @@ pub async fn fleet_latest(
     let data: Vec<DeviceValues> = page
         .into_iter()
         .take(limit)
-        .map(|(device_id, values)| DeviceValues { device_id, values })
+        .map(|(device_id, values)| DeviceValues {
+            device_id,
+            values: LatestValues(values),
+        })
         .collect();
     let next_cursor = more
         .then(|| data.last().map(|d| d.device_id.to_string()))

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
+use tributary_store::meta::TenantSettings;
 use utoipa::ToSchema;
 
 use super::auth::MembershipView;
@@ -12,7 +13,6 @@ use crate::extract::{ApiJson, Auth, ClientIp};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
-use tributary_store::meta::TenantSettings;
 
 /// A new tenant.
 #[derive(Deserialize, ToSchema)]

@@ -51,38 +51,41 @@ impl Precision {
     }
 }
 
-/// One parsed line; its text borrows from the body unless it had escapes.
+/// A line's measurement and tags, and the key naming its device; its text
+/// borrows from the body unless it had escapes or unsorted tags.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Line<'a> {
+pub struct Series<'a> {
     /// The measurement.
     pub measurement: Cow<'a, str>,
     /// Tags, sorted by key.
     pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// `measurement,tag=value,…` with sorted tags, escaped as in line
+    /// protocol: the line's own text in the common case.
+    pub key: Cow<'a, str>,
+}
+
+/// One parsed line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line<'a> {
+    /// The line's series; `None` when its measurement-and-tags text is the
+    /// same as that of the good line before it (the common case, parsed once).
+    pub series: Option<Series<'a>>,
     /// Fields in the order written.
     pub fields: Vec<(Cow<'a, str>, Value)>,
     /// Timestamp in nanoseconds.
     pub ts: i64,
-    /// The line's `measurement,tags` text when that already is the series
-    /// key (nothing escaped, tags in order): the common case, with no copy.
-    raw_series: Option<&'a str>,
 }
 
-impl<'a> Line<'a> {
-    /// The series key, `measurement,tag=value,…` with sorted tags: what names
-    /// the device the line belongs to.
-    pub fn series(&self) -> Cow<'a, str> {
-        if let Some(raw) = self.raw_series {
-            return Cow::Borrowed(raw);
-        }
-        let mut s = escape(&self.measurement, &[',', ' ']);
-        for (k, v) in &self.tags {
-            s.push(',');
-            s.push_str(&escape(k, &[',', '=', ' ']));
-            s.push('=');
-            s.push_str(&escape(v, &[',', '=', ' ']));
-        }
-        Cow::Owned(s)
+/// The canonical series key of `measurement` and sorted `tags`.
+fn series_key(measurement: &str, tags: &[(Cow<'_, str>, Cow<'_, str>)]) -> String {
+    let mut s = escape(measurement, &[',', ' ']);
+    for (k, v) in tags {
+        s.push(',');
+        s.push_str(&escape(k, &[',', '=', ' ']));
+        s.push('=');
+        s.push_str(&escape(v, &[',', '=', ' ']));
     }
+    s
 }
 
 fn escape(s: &str, special: &[char]) -> String {
@@ -136,17 +139,25 @@ pub fn parse_iter<'a>(
     limits: &ParseLimits,
 ) -> impl Iterator<Item = Result<Line<'a>, LineError>> + 'a {
     let limits = limits.clone();
+    // The measurement-and-tags text of the last good line.
+    let mut previous: Option<&'a str> = None;
     body.lines().enumerate().filter_map(move |(i, raw)| {
-        let text = raw.trim();
+        let text = raw.trim_ascii();
         if text.is_empty() || text.starts_with('#') {
             return None;
         }
         Some(
-            parse_line(text, precision, now_ns, &limits).map_err(|reason| LineError {
-                line: i + 1,
-                text: text.chars().take(200).collect(),
-                reason,
-            }),
+            match parse_line(text, previous, precision, now_ns, &limits) {
+                Ok((line, prefix)) => {
+                    previous = Some(prefix);
+                    Ok(line)
+                }
+                Err(reason) => Err(LineError {
+                    line: i + 1,
+                    text: text.chars().take(200).collect(),
+                    reason,
+                }),
+            },
         )
     })
 }
@@ -186,6 +197,7 @@ impl<'a> Cursor<'a> {
 
     /// Reads up to an unescaped byte in `stop`, unescaping `\x` for x in
     /// `escapable`; borrowed from the text when nothing was escaped.
+    #[inline]
     fn token(&mut self, stop: &Stops, escapable: &[u8]) -> Result<Cow<'a, str>, String> {
         let start = self.pos;
         while let Some(&b) = self.s.get(self.pos) {
@@ -198,6 +210,17 @@ impl<'a> Cursor<'a> {
             // Stop bytes are ASCII, so both ends are character boundaries.
             return Ok(Cow::Borrowed(&self.text[start..self.pos]));
         }
+        self.escaped_token(start, stop, escapable)
+    }
+
+    /// The rest of a token from `start` that holds a backslash at `pos`.
+    #[cold]
+    fn escaped_token(
+        &mut self,
+        start: usize,
+        stop: &Stops,
+        escapable: &[u8],
+    ) -> Result<Cow<'a, str>, String> {
         let mut out = self.s[start..self.pos].to_vec();
         while let Some(b) = self.peek() {
             if b == b'\\' {
@@ -236,15 +259,30 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse_line<'a>(
-    text: &'a str,
-    precision: Precision,
-    now_ns: i64,
-    limits: &ParseLimits,
-) -> Result<Line<'a>, String> {
+/// Where the measurement and tags end (the first unescaped space), and
+/// whether a backslash came before.
+fn prefix_end(s: &[u8]) -> (usize, bool) {
+    let mut escaped = false;
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b' ' => return (i, escaped),
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    (s.len(), escaped)
+}
+
+/// The measurement and tags of `prefix` (a line's text up to its first
+/// unescaped space); `escaped` says whether it holds a backslash.
+fn parse_series(prefix: &str, escaped: bool) -> Result<Series<'_>, String> {
     let mut c = Cursor {
-        text,
-        s: text.as_bytes(),
+        text: prefix,
+        s: prefix.as_bytes(),
         pos: 0,
     };
     let measurement = c.token(&MEASUREMENT, b", ")?;
@@ -263,14 +301,47 @@ fn parse_line<'a>(
         }
         tags.push((k, v));
     }
-    let prefix = &text[..c.pos];
-    let raw_series = (!prefix.contains('\\')
+    // The text is already the key when nothing was escaped and the tags are in order.
+    let canonical = !escaped
         && tags.windows(2).all(|w| w[0] <= w[1])
-        && tags.iter().all(|(_, v)| !v.contains('=')))
-    .then_some(prefix);
-    tags.sort();
+        && tags.iter().all(|(_, v)| !v.contains('='));
+    let key = if canonical {
+        Cow::Borrowed(prefix)
+    } else {
+        tags.sort();
+        Cow::Owned(series_key(&measurement, &tags))
+    };
+    Ok(Series {
+        measurement,
+        tags,
+        key,
+    })
+}
+
+/// One line, and its measurement-and-tags text; the series is parsed only
+/// when that text differs from `previous`.
+fn parse_line<'a>(
+    text: &'a str,
+    previous: Option<&str>,
+    precision: Precision,
+    now_ns: i64,
+    limits: &ParseLimits,
+) -> Result<(Line<'a>, &'a str), String> {
+    let (end, escaped) = prefix_end(text.as_bytes());
+    // Stop bytes are ASCII, so `end` is a character boundary.
+    let prefix = &text[..end];
+    let series = if previous == Some(prefix) {
+        None
+    } else {
+        Some(parse_series(prefix, escaped)?)
+    };
+    let mut c = Cursor {
+        text,
+        s: text.as_bytes(),
+        pos: end,
+    };
     c.skip_spaces();
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(1);
     loop {
         let k = c.token(&FIELD_KEY, b",= ")?;
         if k.is_empty() {
@@ -301,13 +372,7 @@ fn parse_line<'a>(
     if c.peek().is_some() {
         return Err("unexpected text after the timestamp".into());
     }
-    Ok(Line {
-        measurement,
-        tags,
-        fields,
-        ts,
-        raw_series,
-    })
+    Ok((Line { series, fields, ts }, prefix))
 }
 
 fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Value, String> {
@@ -342,20 +407,30 @@ fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Va
     }
     let raw = c.token(&FIELD_VALUE, b"")?;
     let bad = || format!("invalid field value {raw:?} for {key:?}");
-    match raw.as_ref() {
-        "t" | "T" | "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
-        "" => return Err(format!("missing field value for {key:?}")),
+    let raw = raw.as_ref();
+    // The first and last bytes tell the kinds apart; floats are the common case.
+    match (raw.as_bytes().first(), raw.as_bytes().last()) {
+        (None, _) => return Err(format!("missing field value for {key:?}")),
+        (Some(b't' | b'T' | b'f' | b'F'), _) => {
+            return match raw {
+                "t" | "T" | "true" | "True" | "TRUE" => Ok(Value::Bool(true)),
+                "f" | "F" | "false" | "False" | "FALSE" => Ok(Value::Bool(false)),
+                _ => Err(bad()),
+            }
+        }
+        (_, Some(b'i')) => {
+            return raw[..raw.len() - 1]
+                .parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| bad())
+        }
+        (_, Some(b'u')) => {
+            let u: u64 = raw[..raw.len() - 1].parse().map_err(|_| bad())?;
+            return i64::try_from(u)
+                .map(Value::Int)
+                .map_err(|_| format!("unsigned value {u} for {key:?} exceeds the integer range"));
+        }
         _ => {}
-    }
-    if let Some(i) = raw.strip_suffix('i') {
-        return i.parse::<i64>().map(Value::Int).map_err(|_| bad());
-    }
-    if let Some(u) = raw.strip_suffix('u') {
-        let u: u64 = u.parse().map_err(|_| bad())?;
-        return i64::try_from(u)
-            .map(Value::Int)
-            .map_err(|_| format!("unsigned value {u} for {key:?} exceeds the integer range"));
     }
     let f: f64 = raw.parse().map_err(|_| bad())?;
     if !f.is_finite() {
@@ -381,17 +456,18 @@ mod tests {
     fn telegraf_style_lines_parse() {
         let l = one("cpu,host=a\\ b,cpu=cpu0 usage_idle=99.5,usage_user=0.5 1700000000000000000")
             .unwrap();
-        assert_eq!(l.measurement, "cpu");
+        let series = l.series.as_ref().unwrap();
+        assert_eq!(series.measurement, "cpu");
         assert_eq!(
-            l.tags,
+            series.tags,
             vec![("cpu".into(), "cpu0".into()), ("host".into(), "a b".into())]
         );
         assert_eq!(l.fields[0], ("usage_idle".into(), Value::Float(99.5)));
         assert_eq!(l.ts, 1_700_000_000_000_000_000);
-        assert_eq!(l.series(), "cpu,cpu=cpu0,host=a\\ b");
+        assert_eq!(series.key, "cpu,cpu=cpu0,host=a\\ b");
         let l =
             one(r#"weather,city=Z\,rich temp=21i,ok=t,note="say \"hi\", ok",count=7u"#).unwrap();
-        assert_eq!(l.tags[0].1, "Z,rich");
+        assert_eq!(l.series.unwrap().tags[0].1, "Z,rich");
         assert_eq!(
             l.fields,
             vec![
@@ -405,16 +481,38 @@ mod tests {
         assert_eq!(one("m v=1").unwrap().fields[0].1, Value::Float(1.0));
     }
 
+    fn key(s: &str) -> Cow<'_, str> {
+        one(s).unwrap().series.unwrap().key
+    }
+
     /// The series key is the line's own text when that is canonical, and
     /// built (tags sorted, specials escaped) when it is not.
     #[test]
     fn series_keys_are_canonical() {
-        let l = one("m,a=1,b=2 v=1").unwrap();
-        assert!(matches!(l.series(), Cow::Borrowed("m,a=1,b=2")));
-        assert_eq!(one("m,b=2,a=1 v=1").unwrap().series(), "m,a=1,b=2");
-        assert_eq!(one("m,a=x=y v=1").unwrap().series(), "m,a=x\\=y");
-        assert_eq!(one("m\\,n,a=1 v=1").unwrap().series(), "m\\,n,a=1");
-        assert_eq!(one("m v=1").unwrap().series(), "m");
+        assert!(matches!(key("m,a=1,b=2 v=1"), Cow::Borrowed("m,a=1,b=2")));
+        assert_eq!(key("m,b=2,a=1 v=1"), "m,a=1,b=2");
+        assert_eq!(key("m,a=x=y v=1"), "m,a=x\\=y");
+        assert_eq!(key("m\\,n,a=1 v=1"), "m\\,n,a=1");
+        assert_eq!(key("m\\ n,a=1 v=1"), "m\\ n,a=1");
+        assert_eq!(key("m v=1"), "m");
+    }
+
+    /// A line whose measurement and tags repeat those of the good line
+    /// before it shares that line's series; an error in between changes nothing.
+    #[test]
+    fn repeated_series_are_parsed_once() {
+        let body = "m,a=1 v=1 1\nm,a=1 v=2 2\nm,a=1 v= 3\nm,a=1 v=4 4\nm,a=2 v=5 5\nm,a=1 v=6 6";
+        let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        assert_eq!(errors.len(), 1);
+        let keys: Vec<Option<&str>> = lines
+            .iter()
+            .map(|l| l.series.as_ref().map(|s| s.key.as_ref()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![Some("m,a=1"), None, None, Some("m,a=2"), Some("m,a=1")]
+        );
+        assert_eq!(lines[2].fields[0].1, Value::Float(4.0));
     }
 
     #[test]

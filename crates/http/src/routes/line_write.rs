@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tributary_auth::policy::Action;
 use tributary_auth::{Authenticator, Principal};
-use tributary_model::line_protocol::{self, Line, LineError, Precision};
+use tributary_model::line_protocol::{self, LineError, Precision, Series};
 use tributary_model::time::now_ns;
 use tributary_model::{Batch, Point, TenantId};
 use tributary_store::meta::NewDevice;
@@ -307,31 +307,39 @@ async fn write(
             "body is not UTF-8".into(),
         );
     };
-    // Points grouped by series (device), in the order written; the first
-    // line of each series names its device's labels.
+    // Points grouped by series (device), in the order written; each
+    // series' first line names its device's labels.
     let mut errors = Vec::new();
-    let mut by_series: BTreeMap<Cow<'_, str>, (Line<'_>, Vec<Point>)> = BTreeMap::new();
+    let mut groups: Vec<(Series<'_>, Vec<Point>)> = Vec::new();
+    let mut group_of: HashMap<Cow<'_, str>, usize> = HashMap::new();
+    let mut current = None;
     let limits = &s.config.parse_limits;
     for line in line_protocol::parse_iter(text, precision, now_ns(), limits) {
-        let mut line = match line {
+        let line = match line {
             Ok(l) => l,
             Err(e) => {
                 errors.push(e);
                 continue;
             }
         };
-        let fields = std::mem::take(&mut line.fields);
+        // A line without a series of its own repeats the previous good line's.
+        if let Some(series) = line.series {
+            current = Some(*group_of.entry(series.key.clone()).or_insert_with(|| {
+                groups.push((series, Vec::new()));
+                groups.len() - 1
+            }));
+        }
+        let Some((_, points)) = current.and_then(|i| groups.get_mut(i)) else {
+            continue;
+        };
         let ts = line.ts;
-        let (_, points) = by_series
-            .entry(line.series())
-            .or_insert_with(|| (line, Vec::new()));
-        points.extend(fields.into_iter().map(|(key, value)| Point {
+        points.extend(line.fields.into_iter().map(|(key, value)| Point {
             key: key.into_owned(),
             ts,
             value,
         }));
     }
-    let mut devices = match devices_for(s, &p, &by_series).await {
+    let mut devices = match devices_for(s, &p, &groups).await {
         Ok(d) => d,
         Err(e) => {
             return error(
@@ -344,7 +352,8 @@ async fn write(
     };
     let mut pending = Vec::new();
     let mut points_total = 0u64;
-    for (series, (_, points)) in by_series {
+    for (series, points) in groups {
+        let series = series.key;
         let found = devices
             .remove(series.as_ref())
             .unwrap_or_else(|| Err("no device for this series".to_string()));
@@ -457,11 +466,12 @@ fn owned_chunks(mut points: Vec<Point>, max: usize) -> Vec<Vec<Point>> {
 async fn devices_for(
     s: &AppState,
     p: &Principal,
-    series: &BTreeMap<Cow<'_, str>, (Line<'_>, Vec<Point>)>,
+    groups: &[(Series<'_>, Vec<Point>)],
 ) -> Result<HashMap<String, Result<Device, String>>, StoreError> {
-    let mut out = HashMap::with_capacity(series.len());
+    let mut out = HashMap::with_capacity(groups.len());
     let mut missing = Vec::new();
-    for (key, (first, _)) in series {
+    for (first, _) in groups {
+        let key = &first.key;
         if let Some(d) = s.series_devices.get(p.tenant, key) {
             out.insert(key.to_string(), Ok(d));
         } else if key.chars().count() > MAX_NAME {
@@ -501,7 +511,7 @@ async fn devices_for(
 }
 
 /// A device for a series key, labelled with the line's measurement and tags.
-fn new_device(series: &str, first: &Line<'_>) -> NewDevice {
+fn new_device(series: &str, first: &Series<'_>) -> NewDevice {
     let mut labels = BTreeMap::new();
     labels.insert("measurement".to_string(), first.measurement.to_string());
     for (k, v) in &first.tags {

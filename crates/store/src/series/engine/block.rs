@@ -325,6 +325,26 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Appends index entry `i` of `from` (its chunk and rollups) as it is,
+    /// after checking them against their CRCs.
+    pub fn copy(&mut self, from: &Block, i: usize) -> Result<(), BlockError> {
+        let mut e = from.entry(i)?.clone();
+        let what = format!("chunk of {}/{}", e.device, e.key);
+        let chunk = from.read_checked(e.offset, e.len, e.crc, &what)?;
+        self.out.write_all(&chunk).map_err(io_err(&self.tmp))?;
+        e.offset = self.offset;
+        let mut at = self.offset + chunk.len() as u64;
+        for r in &mut e.rollups {
+            let bytes = from.read_checked(r.1, r.2, r.3, &what)?;
+            self.out.write_all(&bytes).map_err(io_err(&self.tmp))?;
+            r.1 = at;
+            at += bytes.len() as u64;
+        }
+        self.index.push(e);
+        self.offset = at;
+        Ok(())
+    }
+
     /// Writes the index, fsyncs, renames into place and opens the block.
     pub fn finish(mut self) -> Result<Block, BlockError> {
         let path = block_path(&self.dir, self.id);

@@ -55,9 +55,12 @@ fn encode_as(points: &[Entry], floats: Floats) -> Vec<u8> {
     let mut prev_delta = 0i64;
     let mut dods = Vec::with_capacity(points.len());
     for (ts, _, _) in &points[1..] {
-        // In i128: extreme timestamps must not overflow; the result wraps
+        // In i128 when extreme timestamps would overflow; the result wraps
         // consistently with the decoder's wrapping arithmetic.
-        let delta = ((i128::from(*ts) - i128::from(prev_ts)) / i128::from(unit)) as i64;
+        let delta = match ts.checked_sub(prev_ts) {
+            Some(d) => d / unit,
+            None => ((i128::from(*ts) - i128::from(prev_ts)) / i128::from(unit)) as i64,
+        };
         dods.push(delta.wrapping_sub(prev_delta));
         prev_delta = delta;
         prev_ts = *ts;
@@ -300,11 +303,15 @@ fn kind(v: &Value) -> u64 {
 
 /// The largest power of ten (up to 10^9) dividing every timestamp's offset from the first.
 fn unit_exponent(points: &[Entry]) -> u32 {
-    let first = i128::from(points[0].0);
+    let first = points[0].0;
     let mut exp = 9u32;
     for (ts, _, _) in &points[1..] {
-        let d = i128::from(*ts) - first;
-        while exp > 0 && d % 10i128.pow(exp) != 0 {
+        // In i128 only when the offset overflows.
+        let divides = |exp: u32| match ts.checked_sub(first) {
+            Some(d) => d % 10i64.pow(exp) == 0,
+            None => (i128::from(*ts) - i128::from(first)) % 10i128.pow(exp) == 0,
+        };
+        while exp > 0 && !divides(exp) {
             exp -= 1;
         }
         if exp == 0 {

@@ -76,6 +76,46 @@ impl Acc {
         }
     }
 
+    /// The accumulator of `points` sorted by time: what adding them one by
+    /// one gives, in one pass over plain numbers.
+    fn of_sorted(points: &[Entry]) -> Self {
+        let mut acc = Acc::empty();
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            return acc;
+        };
+        acc.count = points.len() as u64;
+        // Sorted: the first point is the oldest and the last the newest
+        // (of equal timestamps, the one added last).
+        acc.first = Some((first.0, first.1.clone()));
+        acc.last = Some((last.0, last.1.clone()));
+        let mut min: Option<(f64, &Value)> = None;
+        let mut max: Option<(f64, &Value)> = None;
+        for (_, v, _) in points {
+            let f = match v {
+                Value::Float(f) => {
+                    acc.all_int = false;
+                    *f
+                }
+                Value::Int(i) => {
+                    acc.int_sum = acc.int_sum.wrapping_add(*i);
+                    *i as f64
+                }
+                _ => continue,
+            };
+            acc.numeric += 1;
+            acc.sum += f;
+            if min.is_none_or(|(m, _)| f < m) {
+                min = Some((f, v));
+            }
+            if max.is_none_or(|(m, _)| f > m) {
+                max = Some((f, v));
+            }
+        }
+        acc.min = min.map(|(_, v)| v.clone());
+        acc.max = max.map(|(_, v)| v.clone());
+        acc
+    }
+
     /// Folds another accumulator (of disjoint points) into this one.
     pub fn merge(&mut self, o: &Acc) {
         self.count += o.count;
@@ -139,16 +179,30 @@ impl Acc {
 /// Buckets of `interval` (epoch-aligned) over sorted points.
 pub fn rollup(points: &[Entry], interval: i64) -> Vec<(i64, Acc)> {
     let mut out: Vec<(i64, Acc)> = Vec::new();
-    for (ts, v, _) in points {
-        let b = ts.div_euclid(interval);
-        match out.last_mut() {
-            Some((last, acc)) if *last == b => acc.add(*ts, v),
-            _ => {
-                let mut acc = Acc::empty();
-                acc.add(*ts, v);
-                out.push((b, acc));
-            }
-        }
+    let mut rest = points;
+    while let Some(first) = rest.first() {
+        let b = first.0.div_euclid(interval);
+        let n = rest.partition_point(|p| p.0.div_euclid(interval) == b);
+        out.push((b, Acc::of_sorted(&rest[..n])));
+        rest = &rest[n..];
+    }
+    out
+}
+
+/// For each (min, max) range, whether another range overlaps it; sorted by
+/// start, a range meets an earlier one when the largest earlier end reaches
+/// it, and a later one when the next start does.
+fn overlapping(ranges: &[(i64, i64)]) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&k| ranges[k]);
+    let mut out = vec![false; ranges.len()];
+    let mut reach = i64::MIN;
+    for (n, &k) in order.iter().enumerate() {
+        let (lo, hi) = ranges[k];
+        let before = n > 0 && reach >= lo;
+        let after = order.get(n + 1).is_some_and(|&j| ranges[j].0 <= hi);
+        out[k] = before || after;
+        reach = reach.max(hi);
     }
     out
 }
@@ -183,13 +237,10 @@ pub fn aggregate(src: AggSources, from: i64, to: i64, interval: i64) -> BTreeMap
         .fold((i64::MAX, i64::MIN), |(lo, hi), (ts, _, _)| {
             (lo.min(*ts), hi.max(*ts))
         });
+    let shared = overlapping(&ranges);
     let overlaps = |k: usize| {
         let (lo, hi) = ranges[k];
-        (loose_min <= hi && loose_max >= lo)
-            || ranges
-                .iter()
-                .enumerate()
-                .any(|(j, (l, h))| j != k && *l <= hi && *h >= lo)
+        (loose_min <= hi && loose_max >= lo) || shared[k]
     };
     let mut out: BTreeMap<i64, Acc> = BTreeMap::new();
     let mut add = |ts: i64, v: &Value| {
@@ -292,6 +343,59 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn overlapping_ranges_are_found_in_any_order() {
+        let ranges = [
+            (10, 20),
+            (0, 5),
+            (21, 30),
+            (25, 26),
+            (40, 50),
+            (6, 9),
+            (50, 60),
+        ];
+        assert_eq!(
+            overlapping(&ranges),
+            vec![false, false, true, true, true, false, true]
+        );
+        assert_eq!(overlapping(&[(1, 1), (1, 1)]), vec![true, true]);
+        assert_eq!(overlapping(&[]), Vec::<bool>::new());
+    }
+
+    /// A sealed chunk's buckets, made in one pass, are what adding its
+    /// points one at a time gives, for every kind and with equal timestamps.
+    #[test]
+    fn buckets_match_points_added_one_by_one() {
+        let points: Vec<Entry> = (0..500i64)
+            .map(|i| {
+                let v = match i % 5 {
+                    0 => Value::Int(i % 17 - 8),
+                    1 => Value::Str(format!("s{i}")),
+                    2 => Value::Bool(i % 2 == 0),
+                    _ => Value::Float((i % 11) as f64 * -0.25),
+                };
+                ((i / 3) * 1_000_000_000, v, 1)
+            })
+            .collect();
+        let interval = 7_000_000_000;
+        let mut one_by_one: Vec<(i64, Acc)> = Vec::new();
+        for (ts, v, _) in &points {
+            let b = ts.div_euclid(interval);
+            if one_by_one.last().is_none_or(|(last, _)| *last != b) {
+                one_by_one.push((b, Acc::empty()));
+            }
+            if let Some((_, acc)) = one_by_one.last_mut() {
+                acc.add(*ts, v);
+            }
+        }
+        assert_eq!(rollup(&points, interval), one_by_one);
+        let ints: Vec<Entry> = (0..10).map(|i| (i, Value::Int(i), 1)).collect();
+        assert_eq!(
+            rollup(&ints, 100)[0].1.value(Aggregate::Sum),
+            Some(Value::Int(45))
+        );
     }
 
     #[test]

@@ -411,12 +411,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 _ = self.session.notified() => {}
                 durable = next_durable(&mut self.pending) => {
-                    self.acknowledge(durable).await?;
-                    // Telemetry made durable by the same group commit is
-                    // acknowledged in the same write.
-                    while let Some(durable) = ready_durable(&mut self.pending) {
-                        self.acknowledge(durable).await?;
-                    }
+                    self.acknowledge_all(durable).await?;
                 }
                 _ = &mut idle => {
                     if self.keep_alive.is_some() && heard.elapsed() >= silence {
@@ -620,6 +615,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
+    /// Acknowledges the oldest pending telemetry (`durable` is its outcome)
+    /// and all after it that are durable already: what one group commit
+    /// made durable is acknowledged in the same write.
+    async fn acknowledge_all(&mut self, durable: Result<u64, WalError>) -> Result<(), ConnError> {
+        self.acknowledge(durable).await?;
+        while let Some(durable) = ready_durable(&mut self.pending) {
+            self.acknowledge(durable).await?;
+        }
+        Ok(())
+    }
+
     /// Waits for every pending telemetry and acknowledges it (acknowledgements
     /// go out in the order the publishes came).
     async fn drain_pending(&mut self) -> Result<(), ConnError> {
@@ -666,7 +672,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Ok(Handled::Telemetry(batch)) if pipelined => {
                         if self.pending.len() >= self.window {
                             let durable = next_durable(&mut self.pending).await;
-                            self.acknowledge(durable).await?;
+                            self.acknowledge_all(durable).await?;
                         }
                         let durable = self.state.pipeline.submit(batch).await.map_err(|e| {
                             ConnError::Rejected(format!("telemetry not stored: {e}"))

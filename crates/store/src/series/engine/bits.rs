@@ -2,40 +2,58 @@
 //! delta-of-delta for timestamps and integers, XOR for floats (Chimp for
 //! new chunks, Gorilla still read from older ones).
 
-/// Appends bits, most significant first.
+/// Appends bits, most significant first; the last byte is padded with zeros.
 #[derive(Default)]
 pub struct BitWriter {
     bytes: Vec<u8>,
-    /// Bits used in the last byte (0 = a new byte is needed).
-    used: u8,
+    /// Bits not yet in `bytes`, in the low `filled` bits (fewer than 64).
+    acc: u64,
+    filled: u8,
 }
 
 impl BitWriter {
     /// Writes the low `n` bits of `v` (n ≤ 64).
+    #[inline]
     pub fn write(&mut self, v: u64, n: u8) {
-        let mut left = n;
-        while left > 0 {
-            if self.used == 0 {
-                self.bytes.push(0);
-                self.used = 8;
-            }
-            let take = left.min(self.used);
-            let shift = left - take;
-            let bits = ((v >> shift) & ((1u64 << take) - 1)) as u8;
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= bits << (self.used - take);
-            self.used -= take;
-            left -= take;
+        if n == 0 {
+            return;
         }
+        let v = if n >= 64 { v } else { v & ((1u64 << n) - 1) };
+        let free = 64 - self.filled;
+        if n < free {
+            self.acc = (self.acc << n) | v;
+            self.filled += n;
+            return;
+        }
+        // The accumulator fills up: its bits and `v`'s top ones make eight bytes.
+        let rest = n - free;
+        let full = if free == 64 {
+            v >> rest
+        } else {
+            (self.acc << free) | (v >> rest)
+        };
+        self.bytes.extend_from_slice(&full.to_be_bytes());
+        self.acc = if rest == 0 {
+            0
+        } else {
+            v & ((1u64 << rest) - 1)
+        };
+        self.filled = rest;
     }
 
     /// Writes one bit.
+    #[inline]
     pub fn bit(&mut self, b: bool) {
         self.write(u64::from(b), 1);
     }
 
     /// The bytes written (the last one padded with zeros).
-    pub fn finish(self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.filled > 0 {
+            let aligned = self.acc << (64 - self.filled);
+            let n = usize::from(self.filled).div_ceil(8);
+            self.bytes.extend_from_slice(&aligned.to_be_bytes()[..n]);
+        }
         self.bytes
     }
 }
@@ -348,6 +366,35 @@ mod tests {
             assert_eq!(r.read(*n).unwrap(), *v, "{n} bits");
         }
         assert!(r.read(64).is_err(), "reading past the end fails");
+    }
+
+    /// The same bytes as writing one bit at a time into bytes, most
+    /// significant first: the layout every stored chunk has.
+    #[test]
+    fn bits_are_laid_out_most_significant_first() {
+        let mut w = BitWriter::default();
+        let mut reference: Vec<u8> = Vec::new();
+        let mut bits = 0usize;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..2000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 65) as u8;
+            let v = x.rotate_left(i as u32);
+            w.write(v, n);
+            for k in (0..n).rev() {
+                if bits.is_multiple_of(8) {
+                    reference.push(0);
+                }
+                if (v >> k) & 1 == 1 {
+                    let last = reference.len() - 1;
+                    reference[last] |= 0x80 >> (bits % 8);
+                }
+                bits += 1;
+            }
+        }
+        assert_eq!(w.finish(), reference);
     }
 
     #[test]

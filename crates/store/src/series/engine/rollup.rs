@@ -182,7 +182,11 @@ pub fn rollup(points: &[Entry], interval: i64) -> Vec<(i64, Acc)> {
     let mut rest = points;
     while let Some(first) = rest.first() {
         let b = first.0.div_euclid(interval);
-        let n = rest.partition_point(|p| p.0.div_euclid(interval) == b);
+        // The bucket's points are those before its end (none past i64::MAX).
+        let n = match (b + 1).checked_mul(interval) {
+            Some(end) => rest.iter().position(|p| p.0 >= end).unwrap_or(rest.len()),
+            None => rest.len(),
+        };
         out.push((b, Acc::of_sorted(&rest[..n])));
         rest = &rest[n..];
     }

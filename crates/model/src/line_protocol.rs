@@ -69,7 +69,7 @@ pub struct Series<'a> {
 pub struct Line<'a> {
     /// The line's series; `None` when its measurement-and-tags text is the
     /// same as that of the good line before it (the common case, parsed once).
-    pub series: Option<Series<'a>>,
+    pub series: Option<Box<Series<'a>>>,
     /// Fields in the order written.
     pub fields: Vec<(Cow<'a, str>, Value)>,
     /// Timestamp in nanoseconds.
@@ -262,15 +262,18 @@ impl<'a> Cursor<'a> {
 /// Where the measurement and tags end (the first unescaped space), and
 /// whether a backslash came before.
 fn prefix_end(s: &[u8]) -> (usize, bool) {
-    let mut escaped = false;
-    let mut i = 0;
+    // Most lines have no backslash: the first space ends the prefix.
+    let Some(mut i) = memchr::memchr2(b' ', b'\\', s) else {
+        return (s.len(), false);
+    };
+    if s[i] == b' ' {
+        return (i, false);
+    }
+    let escaped = true;
     while let Some(&b) = s.get(i) {
         match b {
             b' ' => return (i, escaped),
-            b'\\' => {
-                escaped = true;
-                i += 2;
-            }
+            b'\\' => i += 2,
             _ => i += 1,
         }
     }
@@ -333,7 +336,7 @@ fn parse_line<'a>(
     let series = if previous == Some(prefix) {
         None
     } else {
-        Some(parse_series(prefix, escaped)?)
+        Some(Box::new(parse_series(prefix, escaped)?))
     };
     let mut c = Cursor {
         text,

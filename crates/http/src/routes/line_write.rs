@@ -314,7 +314,11 @@ async fn write(
     let mut group_of: HashMap<Cow<'_, str>, usize> = HashMap::new();
     let mut current = None;
     let limits = &s.config.parse_limits;
+    // Lines not yet parsed (an upper bound): a series whose lines come in a
+    // run, as a bulk write's do, gets room for the rest of the body at once.
+    let mut lines_left = text.bytes().filter(|b| *b == b'\n').count() + 1;
     for line in line_protocol::parse_iter(text, precision, now_ns(), limits) {
+        lines_left = lines_left.saturating_sub(1);
         let line = match line {
             Ok(l) => l,
             Err(e) => {
@@ -323,15 +327,19 @@ async fn write(
             }
         };
         // A line without a series of its own repeats the previous good line's.
+        let repeated = line.series.is_none();
         if let Some(series) = line.series {
             current = Some(*group_of.entry(series.key.clone()).or_insert_with(|| {
-                groups.push((series, Vec::new()));
+                groups.push((*series, Vec::new()));
                 groups.len() - 1
             }));
         }
         let Some((_, points)) = current.and_then(|i| groups.get_mut(i)) else {
             continue;
         };
+        if repeated && points.len() == points.capacity() {
+            points.reserve(line.fields.len() * (lines_left + 1));
+        }
         let ts = line.ts;
         points.extend(line.fields.into_iter().map(|(key, value)| Point {
             key: key.into_owned(),

@@ -10,6 +10,9 @@ use tributary_model::Value;
 use super::chunk::Entry;
 use super::merge::merge_runs;
 
+/// Most points a head keeps room for after a seal.
+const MAX_ROOM: usize = 1 << 20;
+
 /// The unsealed points of one series.
 #[derive(Default)]
 pub struct Head {
@@ -90,7 +93,10 @@ impl Head {
 
     /// Empties the head, returning its merged points, oldest first.
     pub fn take(&mut self) -> Vec<Entry> {
-        let sorted = std::mem::take(&mut self.sorted);
+        // A busy series will likely be as busy until the next seal: room for
+        // as many points saves growing the vector step by step again.
+        let room = self.sorted.len().min(MAX_ROOM);
+        let sorted = std::mem::replace(&mut self.sorted, Vec::with_capacity(room));
         let late = std::mem::take(&mut self.late);
         if late.is_empty() {
             return sorted;

@@ -269,15 +269,15 @@ fn prefix_end(s: &[u8]) -> (usize, bool) {
     if s[i] == b' ' {
         return (i, false);
     }
-    let escaped = true;
+    // A backslash came first: step over each escaped byte.
     while let Some(&b) = s.get(i) {
         match b {
-            b' ' => return (i, escaped),
+            b' ' => return (i, true),
             b'\\' => i += 2,
             _ => i += 1,
         }
     }
-    (s.len(), escaped)
+    (s.len(), true)
 }
 
 /// The measurement and tags of `prefix` (a line's text up to its first

@@ -118,6 +118,16 @@ fn error(style: Style, status: StatusCode, code: &str, message: String) -> Respo
     res
 }
 
+/// A 503: the store or the log could not take the write.
+fn unavailable(style: Style, detail: String) -> Response {
+    error(
+        style,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        detail,
+    )
+}
+
 fn credential(headers: &HeaderMap, password: Option<&str>) -> Option<String> {
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
@@ -349,14 +359,7 @@ async fn write(
     }
     let mut devices = match devices_for(s, &p, &groups).await {
         Ok(d) => d,
-        Err(e) => {
-            return error(
-                style,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        }
+        Err(e) => return unavailable(style, e.to_string()),
     };
     let mut pending = Vec::new();
     let mut points_total = 0u64;
@@ -386,14 +389,7 @@ async fn write(
                 });
                 continue;
             }
-            Err(e) => {
-                return error(
-                    style,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    e.to_string(),
-                )
-            }
+            Err(e) => return unavailable(style, e.to_string()),
         }
         for chunk in owned_chunks(points, s.config.parse_limits.max_points) {
             points_total += chunk.len() as u64;
@@ -404,26 +400,14 @@ async fn write(
             };
             match s.pipeline.submit(batch).await {
                 Ok(d) => pending.push(d),
-                Err(e) => {
-                    return error(
-                        style,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        format!("not stored: {e}"),
-                    )
-                }
+                Err(e) => return unavailable(style, format!("not stored: {e}")),
             }
         }
     }
     // Every batch shares the log's group commit; answer once all are durable.
     for d in pending {
         if let Err(e) = d.await {
-            return error(
-                style,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("not stored: {e}"),
-            );
+            return unavailable(style, format!("not stored: {e}"));
         }
     }
     metrics::counter!("tributary_line_points_total").increment(points_total);

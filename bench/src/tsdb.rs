@@ -61,6 +61,9 @@ pub struct Args {
     /// Series of the memory test (devices × 100 fields).
     #[arg(long, default_value_t = 1_000_000)]
     active_series: u64,
+    /// Run the write rounds only (a quick check of write throughput).
+    #[arg(long)]
+    writes_only: bool,
 }
 
 /// Fields per device in the memory test.
@@ -389,6 +392,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 t.acked_points
             );
         }
+    }
+
+    if args.writes_only {
+        return Ok(());
     }
 
     // One series of `query_points` points, then an hourly average over all of it.

@@ -326,7 +326,7 @@ async fn write(
     let limits = &s.config.parse_limits;
     // Lines not yet parsed (an upper bound): a series whose lines come in a
     // run, as a bulk write's do, gets room for the rest of the body at once.
-    let mut lines_left = text.bytes().filter(|b| *b == b'\n').count() + 1;
+    let mut lines_left = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
     for line in line_protocol::parse_iter(text, precision, now_ns(), limits) {
         lines_left = lines_left.saturating_sub(1);
         let line = match line {

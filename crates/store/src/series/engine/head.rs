@@ -13,6 +13,53 @@ use super::merge::merge_runs;
 /// Most points a head keeps room for after a seal.
 const MAX_ROOM: usize = 1 << 20;
 
+/// Smallest buffer worth keeping for reuse (smaller ones are cheap to allocate).
+const MIN_SPARE: usize = 4096;
+
+/// Emptied point buffers of sealed heads, handed to the heads that follow:
+/// a busy series reuses memory already faulted in instead of growing (and
+/// zeroing) a fresh vector after every seal.
+pub struct Spares {
+    /// The buffers, empty.
+    bufs: Vec<Vec<Entry>>,
+    /// Entries of room they hold in all.
+    room: usize,
+    /// Most entries of room kept.
+    max_room: usize,
+}
+
+impl Spares {
+    /// A pool keeping at most `max_room` entries of room.
+    pub fn new(max_room: usize) -> Self {
+        Self {
+            bufs: Vec::new(),
+            room: 0,
+            max_room,
+        }
+    }
+
+    /// An empty buffer with room for about `room` entries.
+    fn get(&mut self, room: usize) -> Vec<Entry> {
+        if room >= MIN_SPARE {
+            if let Some(buf) = self.bufs.pop() {
+                self.room -= buf.capacity();
+                return buf;
+            }
+        }
+        Vec::with_capacity(room)
+    }
+
+    /// Keeps `buf` for reuse when it is large and the pool has room.
+    pub fn put(&mut self, mut buf: Vec<Entry>) {
+        let cap = buf.capacity();
+        if cap >= MIN_SPARE && self.room + cap <= self.max_room {
+            buf.clear();
+            self.room += cap;
+            self.bufs.push(buf);
+        }
+    }
+}
+
 /// The unsealed points of one series.
 #[derive(Default)]
 pub struct Head {
@@ -91,12 +138,13 @@ impl Head {
         merge_runs(vec![sorted, late])
     }
 
-    /// Empties the head, returning its merged points, oldest first.
-    pub fn take(&mut self) -> Vec<Entry> {
+    /// Empties the head, returning its merged points, oldest first; the
+    /// head goes on in a buffer from `spares`.
+    pub fn take(&mut self, spares: &mut Spares) -> Vec<Entry> {
         // A busy series will likely be as busy until the next seal: room for
         // as many points saves growing the vector step by step again.
         let room = self.sorted.len().min(MAX_ROOM);
-        let sorted = std::mem::replace(&mut self.sorted, Vec::with_capacity(room));
+        let sorted = std::mem::replace(&mut self.sorted, spares.get(room));
         let late = std::mem::take(&mut self.late);
         if late.is_empty() {
             return sorted;
@@ -158,8 +206,37 @@ mod tests {
             "5 (late), 10 (appended), 10 (late)"
         );
         assert_eq!(int(&h), vec![(15, 4, 3), (20, 3, 2)]);
-        let all = h.take();
+        let all = h.take(&mut Spares::new(0));
         assert_eq!(all.len(), 2);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn large_buffers_are_reused_within_the_pool_limit() {
+        let mut spares = Spares::new(3 * MIN_SPARE);
+        let mut h = Head::default();
+        for ts in 0..MIN_SPARE as i64 {
+            h.upsert(ts, Value::Int(ts), 1);
+        }
+        let taken = h.take(&mut spares);
+        let ptr = taken.as_ptr();
+        spares.put(taken);
+        assert_eq!(spares.bufs.len(), 1, "a large buffer is kept");
+        spares.put(Vec::with_capacity(16));
+        assert_eq!(spares.bufs.len(), 1, "a small one is not");
+        spares.put(Vec::with_capacity(3 * MIN_SPARE));
+        assert_eq!(spares.bufs.len(), 1, "nor one beyond the limit");
+        let base = MIN_SPARE as i64;
+        for ts in base..2 * base {
+            h.upsert(ts, Value::Int(ts), 2);
+        }
+        let again = h.take(&mut spares);
+        assert_eq!(again.len(), MIN_SPARE);
+        assert!(spares.bufs.is_empty(), "the head took the kept buffer");
+        assert_eq!(spares.room, 0);
+        // The head goes on in the reused buffer.
+        h.upsert(2 * base, Value::Int(1), 3);
+        assert_eq!(h.sorted.as_ptr(), ptr);
+        assert_eq!(h.range(i64::MIN, i64::MAX).len(), 1);
     }
 }

@@ -31,7 +31,7 @@ use tributary_model::{Batch, DeviceId, TenantId, Value};
 
 use self::block::{Block, SealInput};
 use self::chunk::Entry;
-use self::head::Head;
+use self::head::{Head, Spares};
 use self::manifest::Manifest;
 use super::{AggQuery, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore};
 use crate::StoreError;
@@ -113,6 +113,8 @@ struct Inner {
     sealing: Arc<tokio::sync::Mutex<()>>,
     /// Serializes manifest writes; holds the version last saved.
     manifest_write: std::sync::Mutex<u64>,
+    /// Point buffers of sealed heads, for the heads that follow.
+    spares: std::sync::Mutex<Spares>,
 }
 
 /// The engine; cheap to clone.
@@ -167,6 +169,7 @@ impl Engine {
         // Blocks written but never recorded (a crash mid-seal) are dropped.
         manifest::remove_strays(&dir, &manifest);
         let durable = manifest.durable_lsn;
+        let spares = Spares::new(config.max_head_points);
         Ok(Engine(Arc::new(Inner {
             dir,
             config,
@@ -182,6 +185,7 @@ impl Engine {
             durable: AtomicU64::new(durable),
             sealing: Arc::new(tokio::sync::Mutex::new(())),
             manifest_write: std::sync::Mutex::new(0),
+            spares: std::sync::Mutex::new(spares),
         })))
     }
 
@@ -276,13 +280,14 @@ impl Engine {
         };
         let (id, seal_lsn, frozen) = {
             let mut st = self.write();
+            let mut spares = self.0.spares.lock().unwrap_or_else(|p| p.into_inner());
             let mut frozen = Vec::new();
             for (&(tenant, device), series) in st.devices.iter_mut() {
                 for (key, s) in series.iter_mut() {
                     if s.head.is_empty() {
                         continue;
                     }
-                    let points = Arc::new(s.head.take());
+                    let points = Arc::new(s.head.take(&mut spares));
                     s.frozen = Some(points.clone());
                     frozen.push((tenant, device, key.clone(), points));
                 }
@@ -318,6 +323,7 @@ impl Engine {
             match written {
                 Ok(Ok(block)) => {
                     engine.publish(block, seal_lsn, &frozen).await;
+                    engine.recycle(frozen);
                     engine.compact().await;
                 }
                 Ok(Err(e)) => engine.unfreeze(&frozen, &e.to_string()),
@@ -366,6 +372,16 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "manifest not saved; the write-ahead log keeps the data")
+            }
+        }
+    }
+
+    /// Keeps the buffers of sealed points no query still reads, for reuse.
+    fn recycle(&self, frozen: Vec<(TenantId, DeviceId, String, Arc<Vec<Entry>>)>) {
+        let mut spares = self.0.spares.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, _, _, points) in frozen {
+            if let Ok(buf) = Arc::try_unwrap(points) {
+                spares.put(buf);
             }
         }
     }

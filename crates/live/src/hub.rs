@@ -142,7 +142,11 @@ impl Hub {
             let points: Vec<_> = batch
                 .points
                 .iter()
-                .filter(|p| filter.as_ref().is_none_or(|keys| keys.contains(&p.key)))
+                .filter(|p| {
+                    filter
+                        .as_ref()
+                        .is_none_or(|keys| keys.contains(p.key.as_str()))
+                })
                 .cloned()
                 .collect();
             if points.is_empty() {
@@ -208,7 +212,7 @@ impl Hub {
                         .batch
                         .points
                         .iter()
-                        .filter(|p| filter.as_ref().is_none_or(|k| k.contains(&p.key)))
+                        .filter(|p| filter.as_ref().is_none_or(|k| k.contains(p.key.as_str())))
                         .cloned()
                         .collect();
                     (!points.is_empty()).then(|| Update {

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use tributary_model::{DeviceId, Point};
+use tributary_model::{DeviceId, Key, Point};
 
 /// New points of one device from one committed batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +52,7 @@ enum Item {
 pub(crate) struct Queue {
     items: VecDeque<Item>,
     /// Latest (seq, point) per (device, key) once the queue overflowed.
-    points: BTreeMap<(DeviceId, String), (u64, Point)>,
+    points: BTreeMap<(DeviceId, Key), (u64, Point)>,
     /// Latest value per (device, scope, key) once the queue overflowed.
     attributes: BTreeMap<(DeviceId, String, String), serde_json::Value>,
     lagged: bool,

@@ -172,7 +172,11 @@ fn parse_entry(
                 limits.max_points
             )));
         }
-        out.push(Point { key, ts, value });
+        out.push(Point {
+            key: key.into(),
+            ts,
+            value,
+        });
     }
     Ok(())
 }

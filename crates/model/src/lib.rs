@@ -10,4 +10,4 @@ pub mod time;
 
 pub use device_json::{parse_telemetry, ParseError, ParseLimits};
 pub use ids::{DeviceId, TenantId, UserId};
-pub use point::{Batch, Point, Value};
+pub use point::{Batch, Key, Point, Value};

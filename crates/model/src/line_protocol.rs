@@ -64,6 +64,10 @@ pub struct Series<'a> {
     pub key: Cow<'a, str>,
 }
 
+/// A line's fields (key and value) in the order written: inline up to two,
+/// so the usual line costs no allocation.
+pub type Fields<'a> = smallvec::SmallVec<[(Cow<'a, str>, Value); 2]>;
+
 /// One parsed line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line<'a> {
@@ -71,7 +75,7 @@ pub struct Line<'a> {
     /// same as that of the good line before it (the common case, parsed once).
     pub series: Option<Box<Series<'a>>>,
     /// Fields in the order written.
-    pub fields: Vec<(Cow<'a, str>, Value)>,
+    pub fields: Fields<'a>,
     /// Timestamp in nanoseconds.
     pub ts: i64,
 }
@@ -141,7 +145,7 @@ pub fn parse_iter<'a>(
     let limits = limits.clone();
     // The measurement-and-tags text of the last good line.
     let mut previous: Option<&'a str> = None;
-    body.lines().enumerate().filter_map(move |(i, raw)| {
+    lines(body).enumerate().filter_map(move |(i, raw)| {
         let text = raw.trim_ascii();
         if text.is_empty() || text.starts_with('#') {
             return None;
@@ -160,6 +164,63 @@ pub fn parse_iter<'a>(
             },
         )
     })
+}
+
+/// The lines of `body` (split at `\n`; a `\r` before it is trimmed with
+/// the other whitespace).
+fn lines(body: &str) -> impl Iterator<Item = &str> {
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            // `\n` is ASCII, so both sides are character boundaries.
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = next;
+        Some(line)
+    })
+}
+
+/// Powers of ten exactly representable as `f64`.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A plain decimal (`-12.375`) of at most 15 digits, exactly as the full
+/// parser would round it: the digits and the power of ten are both exact
+/// in an `f64`, so one division rounds correctly. `None` for anything else.
+fn plain_decimal(s: &[u8]) -> Option<f64> {
+    // With at most a sign and a point besides, a longer text has too many digits.
+    if s.len() > 17 {
+        return None;
+    }
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let (mut mantissa, mut count, mut fraction, mut dot) = (0u64, 0usize, 0usize, false);
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                fraction += usize::from(dot);
+                if count > 15 {
+                    return None;
+                }
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[fraction];
+    Some(if negative { -v } else { v })
 }
 
 /// The bytes that end a token, as a lookup table; the backslash, which
@@ -344,7 +405,7 @@ fn parse_line<'a>(
         pos: end,
     };
     c.skip_spaces();
-    let mut fields = Vec::with_capacity(1);
+    let mut fields = Fields::new();
     loop {
         let k = c.token(&FIELD_KEY, b",= ")?;
         if k.is_empty() {
@@ -435,7 +496,10 @@ fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Va
         }
         _ => {}
     }
-    let f: f64 = raw.parse().map_err(|_| bad())?;
+    let f: f64 = match plain_decimal(raw.as_bytes()) {
+        Some(f) => f,
+        None => raw.parse().map_err(|_| bad())?,
+    };
     if !f.is_finite() {
         return Err(bad());
     }
@@ -456,6 +520,66 @@ mod tests {
     }
 
     #[test]
+    fn plain_decimals_parse_exactly_as_the_full_parser() {
+        let cases = [
+            "0",
+            "-0",
+            "1",
+            "21.5",
+            "-12.375",
+            "0.1",
+            "0.3",
+            "5.",
+            ".5",
+            "-.5",
+            "123456789012345",
+            "1.00000000000001",
+            "99999.9999999999",
+            "0.00000000000001",
+            "48.31",
+            "3.14159265358979",
+        ];
+        for c in cases {
+            let want: f64 = c.parse().unwrap();
+            let got = plain_decimal(c.as_bytes()).unwrap_or_else(|| panic!("{c} not plain"));
+            assert_eq!(got.to_bits(), want.to_bits(), "{c}");
+        }
+        // Beyond 15 digits, exponents and oddities go to the full parser.
+        for c in [
+            "1234567890123456",
+            "1e5",
+            "",
+            "-",
+            ".",
+            "1.2.3",
+            "+1",
+            "1_0",
+            "inf",
+            "NaN",
+        ] {
+            assert_eq!(plain_decimal(c.as_bytes()), None, "{c}");
+        }
+        let mut x = 1u64;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let digits = (x >> 20) % 10u64.pow(15);
+            let point = (x % 16) as usize;
+            let mut text = digits.to_string();
+            if point < text.len() {
+                text.insert(text.len() - point, '.');
+            }
+            let want: f64 = text.parse().unwrap();
+            assert_eq!(
+                plain_decimal(text.as_bytes()).map(f64::to_bits),
+                Some(want.to_bits()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn telegraf_style_lines_parse() {
         let l = one("cpu,host=a\\ b,cpu=cpu0 usage_idle=99.5,usage_user=0.5 1700000000000000000")
             .unwrap();
@@ -472,7 +596,7 @@ mod tests {
             one(r#"weather,city=Z\,rich temp=21i,ok=t,note="say \"hi\", ok",count=7u"#).unwrap();
         assert_eq!(l.series.unwrap().tags[0].1, "Z,rich");
         assert_eq!(
-            l.fields,
+            l.fields.to_vec(),
             vec![
                 ("temp".into(), Value::Int(21)),
                 ("ok".into(), Value::Bool(true)),

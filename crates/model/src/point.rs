@@ -49,11 +49,15 @@ impl Value {
     }
 }
 
+/// A telemetry key, e.g. `temp`: kept inline (no allocation) up to 24 bytes,
+/// which nearly every key is.
+pub type Key = compact_str::CompactString;
+
 /// One reading of one key at one time; the device and tenant come from its batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Telemetry key, e.g. `temp`.
-    pub key: String,
+    pub key: Key,
     /// Timestamp in nanoseconds since the epoch.
     pub ts: i64,
     /// The reading.

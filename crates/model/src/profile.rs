@@ -105,12 +105,12 @@ impl ProfileSchema {
     /// Checks every point of a batch against the rules.
     pub fn validate(&self, points: &[Point]) -> Result<(), ProfileViolation> {
         for p in points {
-            let Some(rule) = self.keys.get(&p.key) else {
+            let Some(rule) = self.keys.get(p.key.as_str()) else {
                 if self.allow_unknown_keys {
                     continue;
                 }
                 return Err(ProfileViolation {
-                    key: p.key.clone(),
+                    key: p.key.to_string(),
                     rule: "the key is not in the profile and unknown keys are not allowed".into(),
                 });
             };
@@ -125,7 +125,7 @@ impl ProfileSchema {
             );
             if !type_ok {
                 return Err(ProfileViolation {
-                    key: p.key.clone(),
+                    key: p.key.to_string(),
                     rule: format!("type must be {:?}, got {}", rule.kind, kind_name(&p.value))
                         .to_lowercase(),
                 });
@@ -133,20 +133,20 @@ impl ProfileSchema {
             if let Some(v) = p.value.as_f64() {
                 if let Some(min) = rule.min.filter(|m| v < *m) {
                     return Err(ProfileViolation {
-                        key: p.key.clone(),
+                        key: p.key.to_string(),
                         rule: format!("value {v} is below min {min}"),
                     });
                 }
                 if let Some(max) = rule.max.filter(|m| v > *m) {
                     return Err(ProfileViolation {
-                        key: p.key.clone(),
+                        key: p.key.to_string(),
                         rule: format!("value {v} is above max {max}"),
                     });
                 }
             }
         }
         for (key, rule) in &self.keys {
-            if rule.required && !points.iter().any(|p| &p.key == key) {
+            if rule.required && !points.iter().any(|p| p.key == key.as_str()) {
                 return Err(ProfileViolation {
                     key: key.clone(),
                     rule: "the key is required in every message".into(),

@@ -29,7 +29,7 @@ impl Listener for TelemetryFeed {
                     by_ts
                         .entry(p.ts.div_euclid(1_000_000))
                         .or_default()
-                        .insert(p.key.clone(), p.value.to_json());
+                        .insert(p.key.to_string(), p.value.to_json());
                 }
                 let payload: Vec<serde_json::Value> = by_ts
                     .into_iter()

@@ -421,7 +421,7 @@ impl Session {
             for c in changes.into_iter().filter(|c| c.lsn <= upto) {
                 if keys.as_ref().is_none_or(|k| k.contains(&c.key)) {
                     by_lsn.entry(c.lsn).or_default().push(Point {
-                        key: c.key,
+                        key: c.key.into(),
                         ts: c.sample.ts,
                         value: c.sample.value,
                     });

@@ -23,7 +23,7 @@ use tributary_auth::policy::Action;
 use tributary_auth::{Authenticator, Principal};
 use tributary_model::line_protocol::{self, LineError, Precision, Series};
 use tributary_model::time::now_ns;
-use tributary_model::{Batch, Point, TenantId};
+use tributary_model::{Batch, Key, Point, TenantId};
 use tributary_store::meta::NewDevice;
 use tributary_store::{Device, StoreError};
 use utoipa::IntoParams;
@@ -352,7 +352,7 @@ async fn write(
         }
         let ts = line.ts;
         points.extend(line.fields.into_iter().map(|(key, value)| Point {
-            key: key.into_owned(),
+            key: Key::from(key.as_ref()),
             ts,
             value,
         }));

@@ -213,7 +213,7 @@ impl SeriesStore for SqliteSeries {
         let mut fresh: Vec<(SeriesKey, i64)> = Vec::new();
         for (batch_lsn, batch) in batches {
             for p in &batch.points {
-                let key = (batch.tenant, batch.device, p.key.clone());
+                let key = (batch.tenant, batch.device, p.key.to_string());
                 let id = match self
                     .cached_id(&key)
                     .or_else(|| fresh.iter().find(|(k, _)| *k == key).map(|(_, id)| *id))
@@ -226,7 +226,7 @@ impl SeriesStore for SqliteSeries {
                         )
                         .bind(batch.tenant.to_string())
                         .bind(batch.device.to_string())
-                        .bind(&p.key)
+                        .bind(p.key.as_str())
                         .execute(&mut *tx)
                         .await?;
                         let (id,): (i64,) = sqlx::query_as(
@@ -234,7 +234,7 @@ impl SeriesStore for SqliteSeries {
                         )
                         .bind(batch.tenant.to_string())
                         .bind(batch.device.to_string())
-                        .bind(&p.key)
+                        .bind(p.key.as_str())
                         .fetch_one(&mut *tx)
                         .await?;
                         fresh.push((key, id));

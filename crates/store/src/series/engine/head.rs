@@ -38,14 +38,17 @@ impl Spares {
         }
     }
 
-    /// An empty buffer with room for about `room` entries.
+    /// An empty buffer with room for at least `room` entries.
     fn get(&mut self, room: usize) -> Vec<Entry> {
         if room >= MIN_SPARE {
-            if let Some(buf) = self.bufs.pop() {
+            if let Some(i) = self.bufs.iter().position(|b| b.capacity() >= room) {
+                let buf = self.bufs.swap_remove(i);
                 self.room -= buf.capacity();
                 return buf;
             }
         }
+        // Fresh memory is mapped as it is first written, so generous room costs
+        // nothing until used.
         Vec::with_capacity(room)
     }
 
@@ -142,8 +145,9 @@ impl Head {
     /// head goes on in a buffer from `spares`.
     pub fn take(&mut self, spares: &mut Spares) -> Vec<Entry> {
         // A busy series will likely be as busy until the next seal: room for
-        // as many points saves growing the vector step by step again.
-        let room = self.sorted.len().min(MAX_ROOM);
+        // twice as many points (a seal in flight lets the head grow on) saves
+        // growing, and copying, the vector step by step again.
+        let room = (2 * self.sorted.len()).min(MAX_ROOM);
         let sorted = std::mem::replace(&mut self.sorted, spares.get(room));
         let late = std::mem::take(&mut self.late);
         if late.is_empty() {
@@ -213,29 +217,33 @@ mod tests {
 
     #[test]
     fn large_buffers_are_reused_within_the_pool_limit() {
-        let mut spares = Spares::new(3 * MIN_SPARE);
+        let mut spares = Spares::new(8 * MIN_SPARE);
         let mut h = Head::default();
-        for ts in 0..MIN_SPARE as i64 {
+        let n = MIN_SPARE as i64;
+        for ts in 0..n {
             h.upsert(ts, Value::Int(ts), 1);
         }
         let taken = h.take(&mut spares);
+        assert!(
+            h.sorted.capacity() >= 2 * MIN_SPARE,
+            "room for twice as many"
+        );
         let ptr = taken.as_ptr();
         spares.put(taken);
         assert_eq!(spares.bufs.len(), 1, "a large buffer is kept");
         spares.put(Vec::with_capacity(16));
         assert_eq!(spares.bufs.len(), 1, "a small one is not");
-        spares.put(Vec::with_capacity(3 * MIN_SPARE));
+        spares.put(Vec::with_capacity(8 * MIN_SPARE));
         assert_eq!(spares.bufs.len(), 1, "nor one beyond the limit");
-        let base = MIN_SPARE as i64;
-        for ts in base..2 * base {
+        for ts in n..n + n / 2 {
             h.upsert(ts, Value::Int(ts), 2);
         }
         let again = h.take(&mut spares);
-        assert_eq!(again.len(), MIN_SPARE);
+        assert_eq!(again.len(), MIN_SPARE / 2);
         assert!(spares.bufs.is_empty(), "the head took the kept buffer");
         assert_eq!(spares.room, 0);
         // The head goes on in the reused buffer.
-        h.upsert(2 * base, Value::Int(1), 3);
+        h.upsert(2 * n, Value::Int(1), 3);
         assert_eq!(h.sorted.as_ptr(), ptr);
         assert_eq!(h.range(i64::MIN, i64::MAX).len(), 1);
     }

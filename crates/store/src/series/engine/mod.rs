@@ -169,7 +169,8 @@ impl Engine {
         // Blocks written but never recorded (a crash mid-seal) are dropped.
         manifest::remove_strays(&dir, &manifest);
         let durable = manifest.durable_lsn;
-        let spares = Spares::new(config.max_head_points);
+        // A head may hold twice the seal limit while a seal is in flight.
+        let spares = Spares::new(2 * config.max_head_points);
         Ok(Engine(Arc::new(Inner {
             dir,
             config,
@@ -600,9 +601,9 @@ impl SeriesStore for Engine {
                 let cutoff = st.manifest.cutoff(batch.tenant);
                 let series = st.devices.entry((batch.tenant, batch.device)).or_default();
                 for p in batch.points.iter().filter(|p| p.ts >= cutoff) {
-                    let s = match series.get_mut(&p.key) {
+                    let s = match series.get_mut(p.key.as_str()) {
                         Some(s) => s,
-                        None => series.entry(p.key.clone()).or_default(),
+                        None => series.entry(p.key.to_string()).or_default(),
                     };
                     if s.latest.as_ref().is_none_or(|(ts, _)| p.ts >= *ts) {
                         s.latest = Some((p.ts, p.value.clone()));

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks in one command: bench/run.sh [all|http|live|mqtt|mosquitto|tsdb] [seconds-per-round]
+# tsdb knobs: TSDB_RENDER_POINTS (points per write round), TSDB_WRITES_ONLY=1
+# (the write rounds only), TSDB_QUERY_POINTS (points of the aggregate query).
 # Starts a release Tributary (and InfluxDB 1.x when installed: apt-get install influxdb)
 # on loopback with fresh data directories, runs the same load against both,
 # prints the tables for docs/benchmarks.md and keeps them in bench/results/.
@@ -95,7 +97,9 @@ if [ "$which" = all ] || [ "$which" = tsdb ]; then
   { header
     target/release/tributary-bench tsdb --tributary "http://$addr" --tributary-pid "${pids[0]}" \
       --tributary-dir "$work/tributary/tsdb" --email bench@example.com --password "$password" \
-      --seconds "$seconds" --query-points "${TSDB_QUERY_POINTS:-10000000}" "${influx_args[@]}" "${influx_dir_args[@]}"
+      --seconds "$seconds" --query-points "${TSDB_QUERY_POINTS:-10000000}" \
+      --render-points "${TSDB_RENDER_POINTS:-8000000}" ${TSDB_WRITES_ONLY:+--writes-only} \
+      "${influx_args[@]}" "${influx_dir_args[@]}"
   } | tee "$out"
   echo "saved to $out"
 fi

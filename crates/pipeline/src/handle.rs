@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use tributary_model::Batch;
 
 use crate::sink::{Committed, Listener, Sink};
-use crate::wal::{self, spawn_writer, AppendRequest, WalError, WriterConfig};
+use crate::wal::{self, encode_batch, spawn_writer, AppendRequest, WalError, WriterConfig};
 
 /// Sizes and places of the pipeline; all come from the server configuration.
 #[derive(Clone, Debug)]
@@ -152,10 +152,17 @@ impl Pipeline {
             .map_err(|_| WalError::Closed)?
             .clone()
             .ok_or(WalError::Closed)?;
+        // Encoded here, on the submitting task's core: the writer thread,
+        // which every batch passes through, only frames and writes it.
+        let encoded = encode_batch(&batch).map_err(WalError::Encode)?;
         let (reply, rx) = oneshot::channel();
-        tx.send(AppendRequest { batch, reply })
-            .await
-            .map_err(|_| WalError::Closed)?;
+        tx.send(AppendRequest {
+            batch,
+            encoded,
+            reply,
+        })
+        .await
+        .map_err(|_| WalError::Closed)?;
         Ok(Durable(rx))
     }
 

@@ -1,13 +1,14 @@
 //! The write-ahead log: segment files of checksummed records, written by one
 //! thread that shares each fsync among every batch waiting at that moment.
 
+mod prepare;
 mod record;
 pub(crate) mod segment;
 mod writer;
 
 use std::path::PathBuf;
 
-pub use record::{decode_record, encode_record, RecordError, HEADER_LEN};
+pub use record::{decode_record, encode_batch, encode_record, RecordError, HEADER_LEN};
 pub use segment::{list_segments, recover, Recovery, SegmentInfo};
 pub(crate) use writer::{spawn_writer, AppendRequest, WriterConfig};
 

@@ -24,16 +24,36 @@ pub enum RecordError {
 
 /// Appends the encoded record for (lsn, batch) to `out`.
 pub fn encode_record(lsn: u64, batch: &Batch, out: &mut Vec<u8>) -> Result<(), String> {
+    append_record(lsn, &encode_batch(batch)?, out)
+}
+
+/// A batch's part of a record, encoded before its LSN is known (by the
+/// task submitting it rather than the single writer thread).
+pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, String> {
+    // Room for the usual point (a short key, a timestamp, a number) up
+    // front rather than growing, and copying, the buffer as it fills.
+    let room = 40 + batch.points.len() * 24;
+    postcard::to_extend(batch, Vec::with_capacity(room)).map_err(|e| format!("postcard: {e}"))
+}
+
+/// Appends the record of `lsn` and a batch from [`encode_batch`] to `out`:
+/// the payload is postcard's encoding of the pair (lsn, batch).
+pub fn append_record(lsn: u64, batch: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let mut varint = [0u8; 10];
+    let lsn_bytes = postcard::to_slice(&lsn, &mut varint).map_err(|e| format!("postcard: {e}"))?;
+    let payload_len = lsn_bytes.len() + batch.len();
+    let len = u32::try_from(payload_len)
+        .ok()
+        .filter(|l| *l as usize <= MAX_PAYLOAD)
+        .ok_or_else(|| format!("record of {payload_len} bytes is too large"))?;
     let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER_LEN]);
-    let out_vec = std::mem::take(out);
-    let mut out_vec =
-        postcard::to_extend(&(lsn, batch), out_vec).map_err(|e| format!("postcard: {e}"))?;
-    let payload_len = out_vec.len() - start - HEADER_LEN;
-    let crc = crc32fast::hash(&out_vec[start + HEADER_LEN..]);
-    out_vec[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    out_vec[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    *out = out_vec;
+    out.reserve(HEADER_LEN + payload_len);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(lsn_bytes);
+    out.extend_from_slice(batch);
+    let crc = crc32fast::hash(&out[start + HEADER_LEN..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
@@ -98,6 +118,19 @@ mod tests {
         let mut flipped = buf.clone();
         flipped[HEADER_LEN + 3] ^= 0x40;
         assert_eq!(decode_record(&flipped), Err(RecordError::Checksum));
+        let mut direct = Vec::new();
+        postcard::to_extend(&(7u64, &b), Vec::new())
+            .map(|payload| {
+                direct.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                direct.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+                direct.extend_from_slice(&payload);
+            })
+            .unwrap();
+        assert_eq!(
+            &buf[..used],
+            &direct[..],
+            "the pieces make postcard's encoding of the pair"
+        );
         let zeros = vec![0u8; 32];
         assert!(matches!(
             decode_record(&zeros),

@@ -97,6 +97,13 @@ pub fn recover(dir: &Path, applied_lsn: u64) -> Result<Recovery, WalError> {
                     rec.damage.push(msg);
                     break;
                 }
+                Err(_) if is_last && data[off..].iter().all(|b| *b == 0) => {
+                    // The unwritten rest of a zero-filled segment: the log
+                    // ends here. (Earlier segments are written to their end
+                    // before the next begins, so there zeros are damage.)
+                    truncate(&seg.path, off as u64)?;
+                    break;
+                }
                 Err(e) => {
                     let torn = matches!(e, RecordError::Truncated) || is_last;
                     let msg = format!(
@@ -142,4 +149,56 @@ pub fn delete_applied(dir: &Path, applied: u64, active_first_lsn: u64) -> Result
         removed += 1;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::encode_record;
+    use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
+
+    /// A segment file holding records `lsns`, then `zeros` zero bytes.
+    fn segment(dir: &Path, first_lsn: u64, lsns: &[u64], zeros: usize) -> PathBuf {
+        let batch = Batch {
+            tenant: TenantId::new(),
+            device: DeviceId::new(),
+            points: vec![Point {
+                key: "t".into(),
+                ts: 1,
+                value: Value::Int(1),
+            }],
+        };
+        let mut data = MAGIC.to_vec();
+        for lsn in lsns {
+            encode_record(*lsn, &batch, &mut data).unwrap();
+        }
+        data.extend(std::iter::repeat_n(0u8, zeros));
+        let path = segment_path(dir, first_lsn);
+        fs::write(&path, data).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_zero_filled_rest_of_the_last_segment_is_the_end_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), 1, &[1, 2], 0);
+        let last = segment(dir.path(), 3, &[3], 5000);
+        let rec = recover(dir.path(), 0).unwrap();
+        assert_eq!(rec.last_lsn, 3);
+        assert_eq!(rec.entries.len(), 3);
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        let len = fs::metadata(&last).unwrap().len();
+        assert!(len < 5000, "the zeros are cut off: {len} bytes left");
+        assert!(recover(dir.path(), 0).unwrap().damage.is_empty());
+    }
+
+    #[test]
+    fn zeros_inside_an_earlier_segment_are_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), 1, &[1], 300);
+        segment(dir.path(), 3, &[3], 0);
+        let rec = recover(dir.path(), 0).unwrap();
+        assert_eq!(rec.entries.len(), 2);
+        assert_eq!(rec.damage.len(), 1, "{:?}", rec.damage);
+    }
 }

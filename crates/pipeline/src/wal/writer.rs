@@ -3,7 +3,7 @@
 //! each and hands the group on to the sinks in LSN order.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 use tributary_model::Batch;
 
-use super::record::encode_record;
+use super::prepare::Preparer;
+use super::record::append_record;
 use super::segment::{delete_applied, segment_path, MAGIC};
 use super::WalError;
 use crate::sink::{Committed, Listener};
@@ -22,6 +23,8 @@ use crate::sink::{Committed, Listener};
 /// One batch waiting to be logged, and where to send its LSN once durable.
 pub(crate) struct AppendRequest {
     pub batch: Batch,
+    /// The batch as [`super::encode_batch`] encodes it.
+    pub encoded: Vec<u8>,
     pub reply: oneshot::Sender<Result<u64, WalError>>,
 }
 
@@ -65,6 +68,41 @@ impl Segment {
     }
 }
 
+impl Segment {
+    /// The segment starting at `first_lsn` in `prepared`, a zero-filled file
+    /// at `prepared_path` that becomes it.
+    fn from_prepared(
+        dir: &Path,
+        first_lsn: u64,
+        mut prepared: File,
+        prepared_path: &Path,
+    ) -> Result<Self, WalError> {
+        let path = segment_path(dir, first_lsn);
+        std::fs::rename(prepared_path, &path).map_err(|e| WalError::io(&path, e))?;
+        prepared
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| prepared.write_all(MAGIC))
+            .and_then(|_| prepared.sync_data())
+            .map_err(|e| WalError::io(&path, e))?;
+        sync_dir(dir)?;
+        Ok(Self {
+            file: prepared,
+            first_lsn,
+            len: MAGIC.len() as u64,
+            path,
+        })
+    }
+
+    /// The next segment, starting at `first_lsn`: the prepared file when it
+    /// is ready, else a new one.
+    fn next(dir: &Path, first_lsn: u64, preparer: &mut Preparer) -> Result<Self, WalError> {
+        match preparer.take() {
+            Some(file) => Self::from_prepared(dir, first_lsn, file, &preparer.path()),
+            None => Self::create(dir, first_lsn),
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -85,15 +123,16 @@ pub(crate) fn spawn_writer(
 
 fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<AppendRequest>) {
     let mut buf = Vec::with_capacity(1 << 20);
+    let mut preparer = Preparer::new(&cfg.dir, cfg.segment_bytes);
     let mut failed = false;
     while let Some(first) = rx.blocking_recv() {
         // Gather everything already waiting: these share one write and one fsync.
         let mut group = vec![first];
-        let mut bytes = group[0].batch.size_hint();
+        let mut bytes = group[0].encoded.len();
         while bytes < cfg.max_group_bytes {
             match rx.try_recv() {
                 Ok(req) => {
-                    bytes += req.batch.size_hint();
+                    bytes += req.encoded.len();
                     group.push(req);
                 }
                 Err(_) => break,
@@ -109,7 +148,7 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
         buf.clear();
         let mut accepted = Vec::with_capacity(group.len());
         for req in group {
-            match encode_record(cfg.next_lsn, &req.batch, &mut buf) {
+            match append_record(cfg.next_lsn, &req.encoded, &mut buf) {
                 Ok(()) => {
                     accepted.push((cfg.next_lsn, req));
                     cfg.next_lsn += 1;
@@ -168,8 +207,13 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
             warn!("series sink is gone; committed entries stay in the log for replay");
         }
 
+        // Halfway through a segment, the next one starts being prepared (a
+        // short-lived log never writes one).
+        if segment.len >= cfg.segment_bytes / 2 {
+            preparer.start();
+        }
         if segment.len >= cfg.segment_bytes {
-            match Segment::create(&cfg.dir, cfg.next_lsn) {
+            match Segment::next(&cfg.dir, cfg.next_lsn, &mut preparer) {
                 Ok(next) => {
                     debug!(first_lsn = next.first_lsn, "rolled write-ahead log segment");
                     segment = next;

@@ -129,6 +129,50 @@ async fn v1_and_v2_writes_create_devices_and_store_every_field() {
             .len(),
         4
     );
+    // A bulk body is parsed and logged in sections: line numbers run on
+    // across them and every good line is stored.
+    let mut bulk = String::new();
+    for i in 1..=5000u64 {
+        if i == 3000 || i == 4999 {
+            bulk.push_str(&format!("bulk,site=a v= {i}\n"));
+        } else {
+            bulk.push_str(&format!("bulk,site=a v={i} {}\n", 1_700_000_000_000u64 + i));
+        }
+    }
+    assert!(bulk.len() > 2 * 64 * 1024, "spans several sections");
+    let res = http
+        .post(format!("{}/write?precision=ms&p={writer}", s.base))
+        .body(bulk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    let msg = err["error"].as_str().unwrap();
+    assert!(
+        msg.contains("line 3000:") && msg.contains("line 4999:") && msg.ends_with("dropped=2"),
+        "{msg}"
+    );
+    let bulk_id = device_named(&api, "bulk,site=a").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let count = api
+        .must(
+            "GET",
+            &format!("/api/v1/devices/{bulk_id}/telemetry?keys=v&agg=count&interval=315360000000"),
+            None,
+            200,
+        )
+        .await;
+    let stored: u64 = count["v"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stored, 4998);
+
     // v2 errors are {"code","message"}.
     let res = http
         .post(format!("{}/api/v2/write?bucket=b", s.base))

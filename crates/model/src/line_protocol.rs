@@ -391,14 +391,28 @@ fn parse_line<'a>(
     now_ns: i64,
     limits: &ParseLimits,
 ) -> Result<(Line<'a>, &'a str), String> {
-    let (end, escaped) = prefix_end(text.as_bytes());
-    // Stop bytes are ASCII, so `end` is a character boundary.
-    let prefix = &text[..end];
-    let series = if previous == Some(prefix) {
-        None
-    } else {
-        Some(Box::new(parse_series(prefix, escaped)?))
+    let bytes = text.as_bytes();
+    let (end, series) = match previous {
+        // The same bytes then a space: the same prefix, so the same series
+        // (how those bytes escape one another does not change).
+        Some(prev)
+            if bytes.get(prev.len()) == Some(&b' ') && bytes.starts_with(prev.as_bytes()) =>
+        {
+            (prev.len(), None)
+        }
+        _ => {
+            let (end, escaped) = prefix_end(bytes);
+            // Stop bytes are ASCII, so `end` is a character boundary.
+            let prefix = &text[..end];
+            let series = if previous == Some(prefix) {
+                None
+            } else {
+                Some(Box::new(parse_series(prefix, escaped)?))
+            };
+            (end, series)
+        }
     };
+    let prefix = &text[..end];
     let mut c = Cursor {
         text,
         s: text.as_bytes(),
@@ -640,6 +654,28 @@ mod tests {
             vec![Some("m,a=1"), None, None, Some("m,a=2"), Some("m,a=1")]
         );
         assert_eq!(lines[2].fields[0].1, Value::Float(4.0));
+
+        // Escaped spaces, and a line whose text begins like the previous
+        // prefix but goes on (its own, longer series).
+        let body =
+            "m,a=x\\ y v=1 1\nm,a=x\\ y v=2 2\nm,a=x\\ yz v=3 3\nm,a=x v=4 4\nm,a=x\\ v f=5 5";
+        let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        let keys: Vec<Option<&str>> = lines
+            .iter()
+            .map(|l| l.series.as_ref().map(|s| s.key.as_ref()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                Some("m,a=x\\ y"),
+                None,
+                Some("m,a=x\\ yz"),
+                Some("m,a=x"),
+                Some("m,a=x\\ v")
+            ]
+        );
+        assert_eq!(lines[4].fields[0].0, "f");
     }
 
     #[test]

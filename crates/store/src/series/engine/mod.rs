@@ -27,7 +27,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tributary_model::{Batch, DeviceId, TenantId, Value};
+use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
 
 use self::block::{Block, SealInput};
 use self::chunk::Entry;
@@ -600,17 +600,32 @@ impl SeriesStore for Engine {
                 }
                 let cutoff = st.manifest.cutoff(batch.tenant);
                 let series = st.devices.entry((batch.tenant, batch.device)).or_default();
-                for p in batch.points.iter().filter(|p| p.ts >= cutoff) {
-                    let s = match series.get_mut(p.key.as_str()) {
-                        Some(s) => s,
-                        None => series.entry(p.key.to_string()).or_default(),
-                    };
-                    if s.latest.as_ref().is_none_or(|(ts, _)| p.ts >= *ts) {
-                        s.latest = Some((p.ts, p.value.clone()));
+                // Runs of one key (a bulk write's usual shape) look their
+                // series up once and set its newest point once.
+                for run in batch.points.chunk_by(|a, b| a.key == b.key) {
+                    let key = run[0].key.as_str();
+                    let mut kept = run.iter().filter(|p| p.ts >= cutoff).peekable();
+                    if kept.peek().is_none() {
+                        continue;
                     }
-                    bytes += point_bytes(&p.value);
-                    if s.head.upsert(p.ts, p.value.clone(), *lsn) {
-                        added += 1;
+                    let s = match series.get_mut(key) {
+                        Some(s) => s,
+                        None => series.entry(key.to_string()).or_default(),
+                    };
+                    let mut newest: Option<&Point> = None;
+                    for p in kept {
+                        if newest.is_none_or(|n| p.ts >= n.ts) {
+                            newest = Some(p);
+                        }
+                        bytes += point_bytes(&p.value);
+                        if s.head.upsert(p.ts, p.value.clone(), *lsn) {
+                            added += 1;
+                        }
+                    }
+                    if let Some(p) = newest {
+                        if s.latest.as_ref().is_none_or(|(ts, _)| p.ts >= *ts) {
+                            s.latest = Some((p.ts, p.value.clone()));
+                        }
                     }
                 }
             }

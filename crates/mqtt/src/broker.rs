@@ -13,14 +13,16 @@ use tokio::sync::oneshot;
 
 use crate::router::Router;
 use crate::rpc::Calls;
-use crate::session::{Delivery, Message, Session, Space, SubOptions};
+use crate::session::{Delivery, Message, QueueLimits, Session, Space, SubOptions};
 use crate::topic;
 
 /// Limits of the broker; all come from the server configuration.
 #[derive(Clone, Debug)]
 pub struct BrokerLimits {
-    /// Messages queued per session (beyond it new ones are dropped and counted).
+    /// QoS 1/2 messages queued per session (beyond it new ones are dropped and counted).
     pub max_queued: usize,
+    /// Bytes of QoS 0 messages queued per connected session (likewise).
+    pub max_queued_qos0_bytes: usize,
     /// QoS 1/2 messages in flight per connection, each way.
     pub max_inflight: u16,
     /// Subscriptions per session.
@@ -278,7 +280,11 @@ impl Broker {
 
     /// Queues a delivery on `session`, counting it when the queue is full.
     pub fn enqueue(&self, session: &Session, delivery: Delivery) -> bool {
-        let ok = session.enqueue(delivery, self.limits.max_queued);
+        let limits = QueueLimits {
+            messages: self.limits.max_queued,
+            qos0_bytes: self.limits.max_queued_qos0_bytes,
+        };
+        let ok = session.enqueue(delivery, limits);
         if !ok && session.attached() {
             metrics::counter!("tributary_mqtt_messages_dropped_total").increment(1);
         }
@@ -365,6 +371,7 @@ mod tests {
     fn broker() -> Arc<Broker> {
         Broker::new(BrokerLimits {
             max_queued: 10,
+            max_queued_qos0_bytes: 1 << 20,
             max_inflight: 10,
             max_subscriptions: 2,
             max_retained: 1,

@@ -115,6 +115,22 @@ pub struct Delivery {
     pub ids: Vec<usize>,
 }
 
+impl Delivery {
+    /// What it holds in a queue, roughly: topic, payload and bookkeeping.
+    fn cost(&self) -> usize {
+        64 + self.msg.topic.len() + self.msg.payload.len()
+    }
+}
+
+/// How much a session's queue holds.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    /// QoS 1/2 messages.
+    pub messages: usize,
+    /// Bytes of QoS 0 messages (see [`Delivery`]'s cost).
+    pub qos0_bytes: usize,
+}
+
 /// What to (re)send to a client.
 #[derive(Debug)]
 pub enum Outgoing {
@@ -135,6 +151,10 @@ pub struct State {
     /// Filters and their options.
     pub subs: HashMap<String, SubOptions>,
     queue: VecDeque<Delivery>,
+    /// QoS 1/2 deliveries in `queue` (bounded by count).
+    reliable: usize,
+    /// What the QoS 0 deliveries in `queue` hold (bounded by size).
+    qos0_bytes: usize,
     inflight: BTreeMap<u16, InFlight>,
     next_pkid: u16,
     /// QoS 2 packet ids received: `false` while being handled, `true` once
@@ -173,6 +193,8 @@ impl Session {
             state: Mutex::new(State {
                 subs: HashMap::new(),
                 queue: VecDeque::new(),
+                reliable: 0,
+                qos0_bytes: 0,
                 inflight: BTreeMap::new(),
                 next_pkid: 0,
                 incoming: HashMap::new(),
@@ -196,13 +218,25 @@ impl Session {
         self.notify.notified().await
     }
 
-    /// Queues a delivery unless the queue is full; false when dropped.
-    /// QoS 0 messages are not kept for a detached session.
-    pub fn enqueue(&self, delivery: Delivery, max_queued: usize) -> bool {
+    /// Queues a delivery unless its share of the queue is full; false when
+    /// dropped. QoS 1/2 deliveries are bounded by `limits.messages`; QoS 0
+    /// ones by `limits.qos0_bytes` (as Mosquitto bounds them by bytes, not
+    /// count: a burst of small telemetry waiting for the connection's next
+    /// turn is not thrown away), and not kept for a detached session.
+    pub fn enqueue(&self, delivery: Delivery, limits: QueueLimits) -> bool {
         {
             let mut st = self.lock();
-            if st.queue.len() >= max_queued || (st.owner == 0 && delivery.qos == QoS::AtMostOnce) {
-                return false;
+            if delivery.qos == QoS::AtMostOnce {
+                let cost = delivery.cost();
+                if st.owner == 0 || st.qos0_bytes + cost > limits.qos0_bytes {
+                    return false;
+                }
+                st.qos0_bytes += cost;
+            } else {
+                if st.reliable >= limits.messages {
+                    return false;
+                }
+                st.reliable += 1;
             }
             st.queue.push_back(delivery);
         }
@@ -257,6 +291,7 @@ impl Session {
         st.detached_at = Some(Instant::now());
         // QoS 0 messages are not kept for a detached session.
         st.queue.retain(|d| d.qos != QoS::AtMostOnce);
+        st.qos0_bytes = 0;
         true
     }
 
@@ -293,6 +328,11 @@ impl Session {
         }
         while st.inflight.len() < window {
             let Some(d) = st.queue.pop_front() else { break };
+            if d.qos == QoS::AtMostOnce {
+                st.qos0_bytes -= d.cost();
+            } else {
+                st.reliable -= 1;
+            }
             if d.msg.expired(now) {
                 continue;
             }
@@ -356,6 +396,13 @@ impl State {
 mod tests {
     use super::*;
 
+    fn limits(messages: usize) -> QueueLimits {
+        QueueLimits {
+            messages,
+            qos0_bytes: 1 << 20,
+        }
+    }
+
     fn delivery(qos: QoS, topic: &str) -> Delivery {
         Delivery {
             msg: Arc::new(Message::server(topic.into(), "x", qos)),
@@ -370,7 +417,7 @@ mod tests {
         let s = Session::new(1, Space::Device(DeviceId::new()), "c".into());
         let _kick = s.attach(7, Duration::ZERO);
         for i in 0..5 {
-            assert!(s.enqueue(delivery(QoS::AtLeastOnce, &format!("t/{i}")), 10));
+            assert!(s.enqueue(delivery(QoS::AtLeastOnce, &format!("t/{i}")), limits(10)));
         }
         let first = s.take_sendable(7, 2);
         assert_eq!(first.len(), 2);
@@ -389,17 +436,54 @@ mod tests {
     #[test]
     fn queue_is_bounded_and_detached_sessions_skip_qos0() {
         let s = Session::new(1, Space::Device(DeviceId::new()), "c".into());
-        assert!(!s.enqueue(delivery(QoS::AtMostOnce, "t"), 10));
-        assert!(s.enqueue(delivery(QoS::AtLeastOnce, "t"), 1));
-        assert!(!s.enqueue(delivery(QoS::AtLeastOnce, "t"), 1));
+        assert!(!s.enqueue(delivery(QoS::AtMostOnce, "t"), limits(10)));
+        assert!(s.enqueue(delivery(QoS::AtLeastOnce, "t"), limits(1)));
+        assert!(!s.enqueue(delivery(QoS::AtLeastOnce, "t"), limits(1)));
+    }
+
+    #[test]
+    fn qos0_is_bounded_by_bytes_and_qos1_by_count_each_apart() {
+        let s = Session::new(1, Space::Device(DeviceId::new()), "c".into());
+        let _kick = s.attach(7, Duration::ZERO);
+        let cost = delivery(QoS::AtMostOnce, "t").cost();
+        let limits = QueueLimits {
+            messages: 2,
+            qos0_bytes: 3 * cost,
+        };
+        for _ in 0..3 {
+            assert!(s.enqueue(delivery(QoS::AtMostOnce, "t"), limits));
+        }
+        assert!(
+            !s.enqueue(delivery(QoS::AtMostOnce, "t"), limits),
+            "bytes full"
+        );
+        // QoS 0 beyond two messages does not take QoS 1's room, nor the reverse.
+        assert!(s.enqueue(delivery(QoS::AtLeastOnce, "t"), limits));
+        assert!(s.enqueue(delivery(QoS::AtLeastOnce, "t"), limits));
+        assert!(
+            !s.enqueue(delivery(QoS::AtLeastOnce, "t"), limits),
+            "count full"
+        );
+        assert_eq!(s.backlog(), (5, 0));
+        // Sending frees both.
+        assert_eq!(s.take_sendable(7, 10).len(), 5);
+        assert!(s.enqueue(delivery(QoS::AtMostOnce, "t"), limits));
+        assert!(s.enqueue(delivery(QoS::AtLeastOnce, "t"), limits));
+        // Detaching drops the QoS 0 ones and their bytes.
+        assert!(s.detach(7, Duration::from_secs(60)));
+        assert_eq!(s.backlog(), (1, 2));
+        let _again = s.attach(8, Duration::ZERO);
+        for _ in 0..3 {
+            assert!(s.enqueue(delivery(QoS::AtMostOnce, "t"), limits));
+        }
     }
 
     #[test]
     fn inflight_is_resent_after_reattach_and_takeover_kicks() {
         let s = Session::new(1, Space::Device(DeviceId::new()), "c".into());
         let mut kick1 = s.attach(1, Duration::from_secs(60));
-        s.enqueue(delivery(QoS::ExactlyOnce, "a"), 10);
-        s.enqueue(delivery(QoS::AtLeastOnce, "b"), 10);
+        s.enqueue(delivery(QoS::ExactlyOnce, "a"), limits(10));
+        s.enqueue(delivery(QoS::AtLeastOnce, "b"), limits(10));
         let sent = s.take_sendable(1, 10);
         let Outgoing::Publish(p1, _, _) = sent[0] else {
             panic!()

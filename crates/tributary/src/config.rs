@@ -158,8 +158,11 @@ pub struct Config {
     pub mqtt_auth_recheck_secs: u64,
     /// QoS 1/2 messages in flight per MQTT connection, each way (receive maximum).
     pub mqtt_max_inflight: u16,
-    /// Messages queued per MQTT session; beyond it new ones are dropped.
+    /// QoS 1/2 messages queued per MQTT session; beyond it new ones are dropped.
     pub mqtt_max_queued_messages: usize,
+    /// Bytes of QoS 0 messages queued per connected MQTT session; beyond it
+    /// new ones are dropped.
+    pub mqtt_max_queued_qos0_bytes: usize,
     /// Subscriptions per MQTT session.
     pub mqtt_max_subscriptions: usize,
     /// Retained MQTT messages per tenant.
@@ -236,6 +239,7 @@ impl Default for Config {
             mqtt_auth_recheck_secs: 15,
             mqtt_max_inflight: 64,
             mqtt_max_queued_messages: 1000,
+            mqtt_max_queued_qos0_bytes: 4 * 1024 * 1024,
             mqtt_max_subscriptions: 100,
             mqtt_max_retained_per_tenant: 10_000,
             mqtt_max_retained_bytes_per_tenant: 64 * 1024 * 1024,
@@ -334,6 +338,10 @@ impl Config {
         anyhow::ensure!(
             self.mqtt_max_inflight > 0,
             "mqtt_max_inflight must be positive"
+        );
+        anyhow::ensure!(
+            self.mqtt_max_queued_qos0_bytes >= 4096,
+            "mqtt_max_queued_qos0_bytes must be at least 4096"
         );
         if let Some(s) = &self.jwt_secret {
             anyhow::ensure!(s.len() >= 32, "jwt_secret must be at least 32 characters");

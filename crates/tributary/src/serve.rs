@@ -87,6 +87,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let broker = tributary_mqtt::Broker::new(tributary_mqtt::BrokerLimits {
         max_queued: config.mqtt_max_queued_messages,
+        max_queued_qos0_bytes: config.mqtt_max_queued_qos0_bytes,
         max_inflight: config.mqtt_max_inflight,
         max_subscriptions: config.mqtt_max_subscriptions,
         max_retained: config.mqtt_max_retained_per_tenant,

@@ -640,15 +640,20 @@ mod tests {
 
     /// A line whose measurement and tags repeat those of the good line
     /// before it shares that line's series; an error in between changes nothing.
+    /// Each line's own series key (`None`: the previous line's).
+    fn series_keys<'a>(lines: &'a [Line<'_>]) -> Vec<Option<&'a str>> {
+        lines
+            .iter()
+            .map(|l| l.series.as_ref().map(|s| s.key.as_ref()))
+            .collect()
+    }
+
     #[test]
     fn repeated_series_are_parsed_once() {
         let body = "m,a=1 v=1 1\nm,a=1 v=2 2\nm,a=1 v= 3\nm,a=1 v=4 4\nm,a=2 v=5 5\nm,a=1 v=6 6";
         let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
         assert_eq!(errors.len(), 1);
-        let keys: Vec<Option<&str>> = lines
-            .iter()
-            .map(|l| l.series.as_ref().map(|s| s.key.as_ref()))
-            .collect();
+        let keys = series_keys(&lines);
         assert_eq!(
             keys,
             vec![Some("m,a=1"), None, None, Some("m,a=2"), Some("m,a=1")]
@@ -661,10 +666,7 @@ mod tests {
             "m,a=x\\ y v=1 1\nm,a=x\\ y v=2 2\nm,a=x\\ yz v=3 3\nm,a=x v=4 4\nm,a=x\\ v f=5 5";
         let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
         assert!(errors.is_empty(), "{errors:?}");
-        let keys: Vec<Option<&str>> = lines
-            .iter()
-            .map(|l| l.series.as_ref().map(|s| s.key.as_ref()))
-            .collect();
+        let keys = series_keys(&lines);
         assert_eq!(
             keys,
             vec![

@@ -36,6 +36,14 @@ async fn device_named(api: &Api, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no device {name:?} in {list}"))
 }
 
+/// Posts a v1 line-protocol `body` that must be refused (400); the message.
+async fn refused(http: &reqwest::Client, url: &str, body: String) -> String {
+    let res = http.post(url).body(body).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    err["error"].as_str().unwrap().to_string()
+}
+
 async fn telemetry(api: &Api, id: &str, keys: &str) -> Value {
     api.must(
         "GET",
@@ -106,15 +114,8 @@ async fn v1_and_v2_writes_create_devices_and_store_every_field() {
     assert_eq!(v["temp"][1], json!({"ts": 1700000100000i64, "value": 18.5}));
 
     // A partial write names the bad line; the good ones are stored.
-    let res = http
-        .post(format!("{}/write?precision=ms&p={writer}", s.base))
-        .body("weather,city=Zurich,unit=C temp=30 1700000002000\nbroken line here\nweather,city=Zurich,unit=C temp=31 1700000003000")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
-    let err: Value = res.json().await.unwrap();
-    let msg = err["error"].as_str().unwrap();
+    let v1_write = format!("{}/write?precision=ms&p={writer}", s.base);
+    let msg = refused(&http, &v1_write, "weather,city=Zurich,unit=C temp=30 1700000002000\nbroken line here\nweather,city=Zurich,unit=C temp=31 1700000003000".into()).await;
     assert!(
         msg.starts_with("partial write:")
             && msg.contains("line 2")
@@ -140,15 +141,7 @@ async fn v1_and_v2_writes_create_devices_and_store_every_field() {
         }
     }
     assert!(bulk.len() > 2 * 64 * 1024, "spans several sections");
-    let res = http
-        .post(format!("{}/write?precision=ms&p={writer}", s.base))
-        .body(bulk)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
-    let err: Value = res.json().await.unwrap();
-    let msg = err["error"].as_str().unwrap();
+    let msg = refused(&http, &v1_write, bulk).await;
     assert!(
         msg.contains("line 3000:") && msg.contains("line 4999:") && msg.ends_with("dropped=2"),
         "{msg}"

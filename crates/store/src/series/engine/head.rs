@@ -113,6 +113,22 @@ impl Head {
         }
     }
 
+    /// Takes a buffer from `spares` with room for `points` more when the
+    /// head has none yet (a new series, or one whose buffer went back).
+    pub fn make_room(&mut self, spares: &mut Spares, points: usize) {
+        if self.sorted.capacity() == 0 {
+            self.sorted = spares.get(points);
+        }
+    }
+
+    /// Gives an empty head's large buffer back to `spares`: a series gone
+    /// quiet does not keep the room it had while busy.
+    pub fn give_back(&mut self, spares: &mut Spares) {
+        if self.sorted.is_empty() && self.sorted.capacity() >= MIN_SPARE {
+            spares.put(std::mem::take(&mut self.sorted));
+        }
+    }
+
     /// Adds a point only where its timestamp is not held; true when added.
     pub fn insert_absent(&mut self, ts: i64, v: Value, lsn: u64) -> bool {
         if self.holds_sorted(ts) || self.late.contains_key(&ts) {
@@ -246,5 +262,32 @@ mod tests {
         h.upsert(2 * n, Value::Int(1), 3);
         assert_eq!(h.sorted.as_ptr(), ptr);
         assert_eq!(h.range(i64::MIN, i64::MAX).len(), 1);
+
+        // A quiet head gives its buffer back; a new head takes it.
+        let mut quiet = Head::default();
+        quiet.make_room(&mut spares, MIN_SPARE);
+        let room = quiet.sorted.capacity();
+        assert!(room >= MIN_SPARE);
+        quiet.give_back(&mut spares);
+        assert_eq!(quiet.sorted.capacity(), 0);
+        assert_eq!(spares.room, room);
+        let mut fresh = Head::default();
+        fresh.make_room(&mut spares, 100);
+        assert_eq!(
+            fresh.sorted.capacity(),
+            100,
+            "small runs get no pooled buffer"
+        );
+        let mut busy = Head::default();
+        busy.make_room(&mut spares, MIN_SPARE);
+        assert_eq!(busy.sorted.capacity(), room, "the given-back buffer");
+        assert_eq!(spares.room, 0);
+        busy.upsert(1, Value::Int(1), 1);
+        busy.give_back(&mut spares);
+        assert_eq!(
+            busy.sorted.capacity(),
+            room,
+            "a head with points keeps its buffer"
+        );
     }
 }

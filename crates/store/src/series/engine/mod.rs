@@ -95,6 +95,10 @@ impl State {
     }
 }
 
+/// Points of one key in one batch from which a new head starts in a kept
+/// buffer (when one is large enough) rather than growing from nothing.
+const MIN_POOLED_RUN: usize = 1024;
+
 /// What one point costs in the head, roughly: the entry, its share of the
 /// newest value, and a string's text.
 fn point_bytes(v: &Value) -> usize {
@@ -286,6 +290,7 @@ impl Engine {
             for (&(tenant, device), series) in st.devices.iter_mut() {
                 for (key, s) in series.iter_mut() {
                     if s.head.is_empty() {
+                        s.head.give_back(&mut spares);
                         continue;
                     }
                     let points = Arc::new(s.head.take(&mut spares));
@@ -612,6 +617,10 @@ impl SeriesStore for Engine {
                         Some(s) => s,
                         None => series.entry(key.to_string()).or_default(),
                     };
+                    if run.len() >= MIN_POOLED_RUN {
+                        let mut spares = self.0.spares.lock().unwrap_or_else(|p| p.into_inner());
+                        s.head.make_room(&mut spares, run.len());
+                    }
                     let mut newest: Option<&Point> = None;
                     for p in kept {
                         if newest.is_none_or(|n| p.ts >= n.ts) {

@@ -403,13 +403,7 @@ fn parse_line<'a>(
         _ => {
             let (end, escaped) = prefix_end(bytes);
             // Stop bytes are ASCII, so `end` is a character boundary.
-            let prefix = &text[..end];
-            let series = if previous == Some(prefix) {
-                None
-            } else {
-                Some(Box::new(parse_series(prefix, escaped)?))
-            };
-            (end, series)
+            (end, Some(Box::new(parse_series(&text[..end], escaped)?)))
         }
     };
     let prefix = &text[..end];

@@ -48,45 +48,41 @@ struct Segment {
 }
 
 impl Segment {
+    /// A new, empty segment starting at `first_lsn`.
     fn create(dir: &Path, first_lsn: u64) -> Result<Self, WalError> {
         let path = segment_path(dir, first_lsn);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(&path)
             .map_err(|e| WalError::io(&path, e))?;
-        file.write_all(MAGIC).map_err(|e| WalError::io(&path, e))?;
-        file.sync_all().map_err(|e| WalError::io(&path, e))?;
-        sync_dir(dir)?;
-        Ok(Self {
-            file,
-            first_lsn,
-            len: MAGIC.len() as u64,
-            path,
-        })
+        Self::begin(dir, first_lsn, path, file)
     }
-}
 
-impl Segment {
     /// The segment starting at `first_lsn` in `prepared`, a zero-filled file
     /// at `prepared_path` that becomes it.
     fn from_prepared(
         dir: &Path,
         first_lsn: u64,
-        mut prepared: File,
+        prepared: File,
         prepared_path: &Path,
     ) -> Result<Self, WalError> {
         let path = segment_path(dir, first_lsn);
         std::fs::rename(prepared_path, &path).map_err(|e| WalError::io(&path, e))?;
-        prepared
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| prepared.write_all(MAGIC))
-            .and_then(|_| prepared.sync_data())
+        Self::begin(dir, first_lsn, path, prepared)
+    }
+
+    /// Writes the header at the start of `file` (now at `path`) and makes it
+    /// and the file's name durable.
+    fn begin(dir: &Path, first_lsn: u64, path: PathBuf, mut file: File) -> Result<Self, WalError> {
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(MAGIC))
+            .and_then(|_| file.sync_all())
             .map_err(|e| WalError::io(&path, e))?;
         sync_dir(dir)?;
         Ok(Self {
-            file: prepared,
+            file,
             first_lsn,
             len: MAGIC.len() as u64,
             path,

@@ -3,9 +3,10 @@
 //! text, the others still count (InfluxDB's partial-write behaviour).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use crate::device_json::ParseLimits;
-use crate::point::Value;
+use crate::point::{Key, Point, Value};
 
 /// Units of the timestamps in a body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -64,20 +65,14 @@ pub struct Series<'a> {
     pub key: Cow<'a, str>,
 }
 
-/// A line's fields (key and value) in the order written: inline up to two,
-/// so the usual line costs no allocation.
-pub type Fields<'a> = smallvec::SmallVec<[(Cow<'a, str>, Value); 2]>;
-
-/// One parsed line.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Line<'a> {
-    /// The line's series; `None` when its measurement-and-tags text is the
-    /// same as that of the good line before it (the common case, parsed once).
-    pub series: Option<Box<Series<'a>>>,
-    /// Fields in the order written.
-    pub fields: Fields<'a>,
-    /// Timestamp in nanoseconds.
-    pub ts: i64,
+/// A parsed body: its points grouped by series, and its bad lines.
+#[derive(Debug, Default)]
+pub struct Parsed<'a> {
+    /// Each series with its points in the order written; series in the
+    /// order of their first good line, which names the series.
+    pub groups: Vec<(Series<'a>, Vec<Point>)>,
+    /// The lines that could not be parsed, in order.
+    pub errors: Vec<LineError>,
 }
 
 /// The canonical series key of `measurement` and sorted `tags`.
@@ -115,55 +110,72 @@ pub struct LineError {
     pub reason: String,
 }
 
-/// Parses every line of `body`; returns the good lines and the errors.
-/// Lines without a timestamp get `now_ns`.
+/// Parses every line of `body` into points grouped by series; lines
+/// without a timestamp get `now_ns`. A bad line is reported and skipped.
 pub fn parse<'a>(
     body: &'a str,
     precision: Precision,
     now_ns: i64,
     limits: &ParseLimits,
-) -> (Vec<Line<'a>>, Vec<LineError>) {
-    let mut lines = Vec::new();
-    let mut errors = Vec::new();
-    for l in parse_iter(body, precision, now_ns, limits) {
-        match l {
-            Ok(l) => lines.push(l),
-            Err(e) => errors.push(e),
-        }
-    }
-    (lines, errors)
-}
-
-/// Parses `body` line by line as it is iterated: each line or its error.
-/// Lines without a timestamp get `now_ns`.
-pub fn parse_iter<'a>(
-    body: &'a str,
-    precision: Precision,
-    now_ns: i64,
-    limits: &ParseLimits,
-) -> impl Iterator<Item = Result<Line<'a>, LineError>> + 'a {
-    let limits = limits.clone();
-    // The measurement-and-tags text of the last good line.
-    let mut previous: Option<&'a str> = None;
-    lines(body).enumerate().filter_map(move |(i, raw)| {
+) -> Parsed<'a> {
+    let mut out = Groups {
+        parsed: Parsed::default(),
+        index: HashMap::new(),
+        // Lines not yet parsed (an upper bound): a series whose lines come
+        // in a run, as a bulk write's do, gets room for the rest at once.
+        lines_left: memchr::memchr_iter(b'\n', body.as_bytes()).count() + 1,
+    };
+    // The last good line's measurement-and-tags text, group and field count.
+    let mut previous: Option<Previous<'a>> = None;
+    for (i, raw) in lines(body).enumerate() {
+        out.lines_left = out.lines_left.saturating_sub(1);
         let text = raw.trim_ascii();
         if text.is_empty() || text.starts_with('#') {
-            return None;
+            continue;
         }
-        Some(
-            match parse_line(text, previous, precision, now_ns, &limits) {
-                Ok((line, prefix)) => {
-                    previous = Some(prefix);
-                    Ok(line)
-                }
-                Err(reason) => Err(LineError {
-                    line: i + 1,
-                    text: text.chars().take(200).collect(),
-                    reason,
-                }),
-            },
-        )
-    })
+        match parse_line(text, previous, precision, now_ns, limits, &mut out) {
+            Ok(p) => previous = Some(p),
+            Err(reason) => out.parsed.errors.push(LineError {
+                line: i + 1,
+                text: text.chars().take(200).collect(),
+                reason,
+            }),
+        }
+    }
+    // A series whose every line was bad has no points, and no place here.
+    out.parsed.groups.retain(|(_, points)| !points.is_empty());
+    out.parsed
+}
+
+/// What a line repeating the previous good line's series reuses of it.
+#[derive(Clone, Copy)]
+struct Previous<'a> {
+    /// Its measurement-and-tags text.
+    prefix: &'a str,
+    /// Its group.
+    group: usize,
+    /// How many fields it had.
+    width: usize,
+}
+
+/// The groups being filled, found by series key.
+struct Groups<'a> {
+    parsed: Parsed<'a>,
+    index: HashMap<Cow<'a, str>, usize>,
+    lines_left: usize,
+}
+
+impl<'a> Groups<'a> {
+    /// The group of `series`, new if it has none yet.
+    fn of(&mut self, series: Series<'a>) -> usize {
+        if let Some(&g) = self.index.get(&series.key) {
+            return g;
+        }
+        let g = self.parsed.groups.len();
+        self.index.insert(series.key.clone(), g);
+        self.parsed.groups.push((series, Vec::new()));
+        g
+    }
 }
 
 /// The lines of `body` (split at `\n`; a `\r` before it is trimmed with
@@ -185,16 +197,21 @@ fn lines(body: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Powers of ten exactly representable as `f64`.
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// A plain decimal (`-12.375`) of at most 15 digits, exactly as the full
-/// parser would round it: the digits and the power of ten are both exact
-/// in an `f64`, so one division rounds correctly. `None` for anything else.
+/// Most digits a `u64` takes without overflow.
+const MAX_DIGITS: usize = 19;
+
+/// A plain decimal (`-12.375`) whose digits, read as an integer, are at
+/// most 2^53, exactly as the full parser would round it: the digits and
+/// the power of ten are both exact in an `f64`, so one division rounds
+/// correctly (Clinger's fast path). `None` for anything else.
 fn plain_decimal(s: &[u8]) -> Option<f64> {
     // With at most a sign and a point besides, a longer text has too many digits.
-    if s.len() > 17 {
+    if s.len() > MAX_DIGITS + 2 {
         return None;
     }
     let (negative, digits) = match s.split_first() {
@@ -208,7 +225,7 @@ fn plain_decimal(s: &[u8]) -> Option<f64> {
                 mantissa = mantissa * 10 + u64::from(b - b'0');
                 count += 1;
                 fraction += usize::from(dot);
-                if count > 15 {
+                if count > MAX_DIGITS {
                     return None;
                 }
             }
@@ -216,10 +233,10 @@ fn plain_decimal(s: &[u8]) -> Option<f64> {
             _ => return None,
         }
     }
-    if count == 0 {
+    if count == 0 || mantissa > 1 << 53 {
         return None;
     }
-    let v = mantissa as f64 / POW10[fraction];
+    let v = mantissa as f64 / POW10.get(fraction)?;
     Some(if negative { -v } else { v })
 }
 
@@ -382,38 +399,67 @@ fn parse_series(prefix: &str, escaped: bool) -> Result<Series<'_>, String> {
     })
 }
 
-/// One line, and its measurement-and-tags text; the series is parsed only
-/// when that text differs from `previous`.
+/// Parses one line into its series' group. The series is parsed only when
+/// the line's measurement-and-tags text differs from `previous`'s; a bad
+/// line leaves no point behind.
 fn parse_line<'a>(
     text: &'a str,
-    previous: Option<&str>,
+    previous: Option<Previous<'a>>,
     precision: Precision,
     now_ns: i64,
     limits: &ParseLimits,
-) -> Result<(Line<'a>, &'a str), String> {
+    groups: &mut Groups<'a>,
+) -> Result<Previous<'a>, String> {
     let bytes = text.as_bytes();
-    let (end, series) = match previous {
+    let (end, group) = match previous {
         // The same bytes then a space: the same prefix, so the same series
         // (how those bytes escape one another does not change).
-        Some(prev)
-            if bytes.get(prev.len()) == Some(&b' ') && bytes.starts_with(prev.as_bytes()) =>
+        Some(p)
+            if bytes.get(p.prefix.len()) == Some(&b' ')
+                && bytes.starts_with(p.prefix.as_bytes()) =>
         {
-            (prev.len(), None)
+            let points = &mut groups.parsed.groups[p.group].1;
+            if points.len() == points.capacity() {
+                points.reserve(p.width.max(1) * (groups.lines_left + 1));
+            }
+            (p.prefix.len(), p.group)
         }
         _ => {
             let (end, escaped) = prefix_end(bytes);
             // Stop bytes are ASCII, so `end` is a character boundary.
-            (end, Some(Box::new(parse_series(&text[..end], escaped)?)))
+            let series = parse_series(&text[..end], escaped)?;
+            (end, groups.of(series))
         }
     };
-    let prefix = &text[..end];
+    let points = &mut groups.parsed.groups[group].1;
+    let first = points.len();
     let mut c = Cursor {
         text,
-        s: text.as_bytes(),
+        s: bytes,
         pos: end,
     };
+    let ts = fields(&mut c, precision, now_ns, limits, points)
+        .inspect_err(|_| points.truncate(first))?;
+    for p in &mut points[first..] {
+        p.ts = ts;
+    }
+    Ok(Previous {
+        prefix: &text[..end],
+        group,
+        width: points.len() - first,
+    })
+}
+
+/// Parses the fields after the prefix into `points` (their timestamps
+/// left for the caller), then the timestamp, which it returns.
+fn fields(
+    c: &mut Cursor<'_>,
+    precision: Precision,
+    now_ns: i64,
+    limits: &ParseLimits,
+    points: &mut Vec<Point>,
+) -> Result<i64, String> {
     c.skip_spaces();
-    let mut fields = Fields::new();
     loop {
         let k = c.token(&FIELD_KEY, b",= ")?;
         if k.is_empty() {
@@ -425,8 +471,12 @@ fn parse_line<'a>(
         if !c.eat(b'=') {
             return Err(format!("missing field value for {k:?}"));
         }
-        let v = field_value(&mut c, &k, limits)?;
-        fields.push((k, v));
+        let value = field_value(c, &k, limits)?;
+        points.push(Point {
+            key: Key::from(k.as_ref()),
+            ts: 0,
+            value,
+        });
         if !c.eat(b',') {
             break;
         }
@@ -444,7 +494,7 @@ fn parse_line<'a>(
     if c.peek().is_some() {
         return Err("unexpected text after the timestamp".into());
     }
-    Ok((Line { series, fields, ts }, prefix))
+    Ok(ts)
 }
 
 fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Value, String> {
@@ -518,13 +568,22 @@ fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Va
 mod tests {
     use super::*;
 
-    fn one(s: &str) -> Result<Line<'_>, String> {
-        let (mut lines, mut errors) = parse(s, Precision::Ns, 42, &ParseLimits::default());
-        match (lines.pop(), errors.pop()) {
-            (Some(l), None) => Ok(l),
+    /// The series and points of a one-line body, or its error.
+    fn one(s: &str) -> Result<(Series<'_>, Vec<Point>), String> {
+        let mut parsed = parse(s, Precision::Ns, 42, &ParseLimits::default());
+        match (parsed.groups.pop(), parsed.errors.pop()) {
+            (Some(g), None) if parsed.groups.is_empty() => Ok(g),
             (None, Some(e)) => Err(e.reason),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// (key, ts, value) of each point.
+    fn triples(points: &[Point]) -> Vec<(&str, i64, Value)> {
+        points
+            .iter()
+            .map(|p| (p.key.as_str(), p.ts, p.value.clone()))
+            .collect()
     }
 
     #[test]
@@ -541,6 +600,9 @@ mod tests {
             ".5",
             "-.5",
             "123456789012345",
+            "9007199254740992",
+            "48.31000000000001",
+            "0.000000000000000001",
             "1.00000000000001",
             "99999.9999999999",
             "0.00000000000001",
@@ -552,9 +614,11 @@ mod tests {
             let got = plain_decimal(c.as_bytes()).unwrap_or_else(|| panic!("{c} not plain"));
             assert_eq!(got.to_bits(), want.to_bits(), "{c}");
         }
-        // Beyond 15 digits, exponents and oddities go to the full parser.
+        // Digits beyond 2^53, exponents and oddities go to the full parser.
         for c in [
-            "1234567890123456",
+            "9007199254740993",
+            "12345678901234567",
+            "0.00000000000000000000001",
             "1e5",
             "",
             "-",
@@ -572,52 +636,60 @@ mod tests {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let digits = (x >> 20) % 10u64.pow(15);
-            let point = (x % 16) as usize;
+            // Up to 15 digits, and up to 2^53 (16 digits) in every other case.
+            let digits = (x >> 11) % 10u64.pow(15 + (x & 1) as u32);
+            let point = (x % 17) as usize;
             let mut text = digits.to_string();
             if point < text.len() {
                 text.insert(text.len() - point, '.');
             }
             let want: f64 = text.parse().unwrap();
-            assert_eq!(
-                plain_decimal(text.as_bytes()).map(f64::to_bits),
-                Some(want.to_bits()),
-                "{text}"
-            );
+            let got = plain_decimal(text.as_bytes());
+            if digits <= 1 << 53 {
+                assert_eq!(got.map(f64::to_bits), Some(want.to_bits()), "{text}");
+            } else {
+                assert_eq!(got, None, "{text}");
+            }
         }
     }
 
     #[test]
     fn telegraf_style_lines_parse() {
-        let l = one("cpu,host=a\\ b,cpu=cpu0 usage_idle=99.5,usage_user=0.5 1700000000000000000")
-            .unwrap();
-        let series = l.series.as_ref().unwrap();
+        let (series, points) =
+            one("cpu,host=a\\ b,cpu=cpu0 usage_idle=99.5,usage_user=0.5 1700000000000000000")
+                .unwrap();
         assert_eq!(series.measurement, "cpu");
         assert_eq!(
             series.tags,
             vec![("cpu".into(), "cpu0".into()), ("host".into(), "a b".into())]
         );
-        assert_eq!(l.fields[0], ("usage_idle".into(), Value::Float(99.5)));
-        assert_eq!(l.ts, 1_700_000_000_000_000_000);
-        assert_eq!(series.key, "cpu,cpu=cpu0,host=a\\ b");
-        let l =
-            one(r#"weather,city=Z\,rich temp=21i,ok=t,note="say \"hi\", ok",count=7u"#).unwrap();
-        assert_eq!(l.series.unwrap().tags[0].1, "Z,rich");
+        let ts = 1_700_000_000_000_000_000;
         assert_eq!(
-            l.fields.to_vec(),
+            triples(&points),
             vec![
-                ("temp".into(), Value::Int(21)),
-                ("ok".into(), Value::Bool(true)),
-                ("note".into(), Value::Str("say \"hi\", ok".into())),
-                ("count".into(), Value::Int(7)),
+                ("usage_idle", ts, Value::Float(99.5)),
+                ("usage_user", ts, Value::Float(0.5))
             ]
         );
-        assert_eq!(l.ts, 42, "no timestamp: now");
-        assert_eq!(one("m v=1").unwrap().fields[0].1, Value::Float(1.0));
+        assert_eq!(series.key, "cpu,cpu=cpu0,host=a\\ b");
+        let (series, points) =
+            one(r#"weather,city=Z\,rich temp=21i,ok=t,note="say \"hi\", ok",count=7u"#).unwrap();
+        assert_eq!(series.tags[0].1, "Z,rich");
+        assert_eq!(
+            triples(&points),
+            vec![
+                ("temp", 42, Value::Int(21)),
+                ("ok", 42, Value::Bool(true)),
+                ("note", 42, Value::Str("say \"hi\", ok".into())),
+                ("count", 42, Value::Int(7)),
+            ],
+            "no timestamp: now"
+        );
+        assert_eq!(one("m v=1").unwrap().1[0].value, Value::Float(1.0));
     }
 
     fn key(s: &str) -> Cow<'_, str> {
-        one(s).unwrap().series.unwrap().key
+        one(s).unwrap().0.key
     }
 
     /// The series key is the line's own text when that is canonical, and
@@ -632,73 +704,96 @@ mod tests {
         assert_eq!(key("m v=1"), "m");
     }
 
-    /// A line whose measurement and tags repeat those of the good line
-    /// before it shares that line's series; an error in between changes nothing.
-    /// Each line's own series key (`None`: the previous line's).
-    fn series_keys<'a>(lines: &'a [Line<'_>]) -> Vec<Option<&'a str>> {
-        lines
+    /// Each group's series key and its points' (key, ts).
+    fn grouped<'a>(parsed: &'a Parsed<'_>) -> Vec<(&'a str, Vec<(&'a str, i64)>)> {
+        parsed
+            .groups
             .iter()
-            .map(|l| l.series.as_ref().map(|s| s.key.as_ref()))
+            .map(|(s, points)| {
+                let points = points.iter().map(|p| (p.key.as_str(), p.ts)).collect();
+                (s.key.as_ref(), points)
+            })
             .collect()
     }
 
+    /// Lines of one series are grouped whatever comes between them; a line
+    /// repeating the previous good line's measurement and tags (parsed once)
+    /// joins its group, and an error in between changes nothing.
     #[test]
-    fn repeated_series_are_parsed_once() {
+    fn lines_are_grouped_by_series() {
         let body = "m,a=1 v=1 1\nm,a=1 v=2 2\nm,a=1 v= 3\nm,a=1 v=4 4\nm,a=2 v=5 5\nm,a=1 v=6 6";
-        let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
-        assert_eq!(errors.len(), 1);
-        let keys = series_keys(&lines);
+        let parsed = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        assert_eq!(parsed.errors.len(), 1);
         assert_eq!(
-            keys,
-            vec![Some("m,a=1"), None, None, Some("m,a=2"), Some("m,a=1")]
+            grouped(&parsed),
+            vec![
+                ("m,a=1", vec![("v", 1), ("v", 2), ("v", 4), ("v", 6)]),
+                ("m,a=2", vec![("v", 5)])
+            ]
         );
-        assert_eq!(lines[2].fields[0].1, Value::Float(4.0));
 
         // Escaped spaces, and a line whose text begins like the previous
         // prefix but goes on (its own, longer series).
         let body =
             "m,a=x\\ y v=1 1\nm,a=x\\ y v=2 2\nm,a=x\\ yz v=3 3\nm,a=x v=4 4\nm,a=x\\ v f=5 5";
-        let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
-        assert!(errors.is_empty(), "{errors:?}");
-        let keys = series_keys(&lines);
+        let parsed = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         assert_eq!(
-            keys,
+            grouped(&parsed),
             vec![
-                Some("m,a=x\\ y"),
-                None,
-                Some("m,a=x\\ yz"),
-                Some("m,a=x"),
-                Some("m,a=x\\ v")
+                ("m,a=x\\ y", vec![("v", 1), ("v", 2)]),
+                ("m,a=x\\ yz", vec![("v", 3)]),
+                ("m,a=x", vec![("v", 4)]),
+                ("m,a=x\\ v", vec![("f", 5)])
             ]
         );
-        assert_eq!(lines[4].fields[0].0, "f");
+
+        // Unsorted tags name the same series as sorted ones.
+        let body = "m,b=2,a=1 v=1 1\nm,a=1,b=2 v=2 2\nm,b=2,a=1 w=3 3";
+        let parsed = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        assert_eq!(
+            grouped(&parsed),
+            vec![("m,a=1,b=2", vec![("v", 1), ("v", 2), ("w", 3)])]
+        );
+    }
+
+    /// A bad line leaves no point behind, not even its good fields, and a
+    /// series none of whose lines is good has no group.
+    #[test]
+    fn bad_lines_leave_nothing() {
+        let body = "m v=1 1\nm v=2,w=x 2\nm v=3 3\nonly v=abc 4\nm v=5,w=6 y";
+        let parsed = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        let numbers: Vec<usize> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(numbers, vec![2, 4, 5]);
+        assert_eq!(grouped(&parsed), vec![("m", vec![("v", 1), ("v", 3)])]);
     }
 
     #[test]
     fn precision_scales_timestamps() {
-        let (lines, _) = parse("m v=1 1700000000", Precision::S, 0, &ParseLimits::default());
-        assert_eq!(lines[0].ts, 1_700_000_000_000_000_000);
-        let (lines, _) = parse(
+        let parsed = parse("m v=1 1700000000", Precision::S, 0, &ParseLimits::default());
+        assert_eq!(parsed.groups[0].1[0].ts, 1_700_000_000_000_000_000);
+        let parsed = parse(
             "m v=1 1700000000000",
             Precision::Ms,
             0,
             &ParseLimits::default(),
         );
-        assert_eq!(lines[0].ts, 1_700_000_000_000_000_000);
-        let (_, errors) = parse(
+        assert_eq!(parsed.groups[0].1[0].ts, 1_700_000_000_000_000_000);
+        let parsed = parse(
             "m v=1 9223372036854775807",
             Precision::S,
             0,
             &ParseLimits::default(),
         );
-        assert!(errors[0].reason.contains("out of range"));
+        assert!(parsed.errors[0].reason.contains("out of range"));
     }
 
     #[test]
     fn bad_lines_are_named_and_the_rest_kept() {
         let body = "ok v=1\n\n# comment\nbad\nm v=\nm v=abc\nm v=1 12x\nm,t v=1\nm v=\"open\nm v=99999999999999999999i\nfine v=2";
-        let (lines, errors) = parse(body, Precision::Ns, 0, &ParseLimits::default());
-        assert_eq!(lines.len(), 2);
+        let Parsed { groups, errors } = parse(body, Precision::Ns, 0, &ParseLimits::default());
+        let keys: Vec<&str> = groups.iter().map(|(s, _)| s.key.as_ref()).collect();
+        assert_eq!(keys, vec!["ok", "fine"]);
         let numbers: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(numbers, vec![4, 5, 6, 7, 8, 9, 10]);
         assert!(

@@ -23,7 +23,7 @@ use tributary_auth::policy::Action;
 use tributary_auth::{Authenticator, Principal};
 use tributary_model::line_protocol::{self, LineError, Precision, Series};
 use tributary_model::time::now_ns;
-use tributary_model::{Batch, Key, Point, TenantId};
+use tributary_model::{Batch, Point, TenantId};
 use tributary_store::meta::NewDevice;
 use tributary_store::{Device, StoreError};
 use utoipa::IntoParams;
@@ -318,45 +318,9 @@ async fn write(
         );
     };
     // Points grouped by series (device), in the order written; each
-    // series' first line names its device's labels.
-    let mut errors = Vec::new();
-    let mut groups: Vec<(Series<'_>, Vec<Point>)> = Vec::new();
-    let mut group_of: HashMap<Cow<'_, str>, usize> = HashMap::new();
-    let mut current = None;
-    let limits = &s.config.parse_limits;
-    // Lines not yet parsed (an upper bound): a series whose lines come in a
-    // run, as a bulk write's do, gets room for the rest of the body at once.
-    let mut lines_left = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
-    for line in line_protocol::parse_iter(text, precision, now_ns(), limits) {
-        lines_left = lines_left.saturating_sub(1);
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        // A line without a series of its own repeats the previous good line's.
-        let repeated = line.series.is_none();
-        if let Some(series) = line.series {
-            current = Some(*group_of.entry(series.key.clone()).or_insert_with(|| {
-                groups.push((*series, Vec::new()));
-                groups.len() - 1
-            }));
-        }
-        let Some((_, points)) = current.and_then(|i| groups.get_mut(i)) else {
-            continue;
-        };
-        if repeated && points.len() == points.capacity() {
-            points.reserve(line.fields.len() * (lines_left + 1));
-        }
-        let ts = line.ts;
-        points.extend(line.fields.into_iter().map(|(key, value)| Point {
-            key: Key::from(key.as_ref()),
-            ts,
-            value,
-        }));
-    }
+    // series' first good line names its device's labels.
+    let line_protocol::Parsed { groups, mut errors } =
+        line_protocol::parse(text, precision, now_ns(), &s.config.parse_limits);
     let mut devices = match devices_for(s, &p, &groups).await {
         Ok(d) => d,
         Err(e) => return unavailable(style, e.to_string()),

@@ -115,7 +115,8 @@ impl Pipeline {
         )?;
         // Everything durable in the sink before the new segment can go.
         let durable_now = durable.load(Ordering::Acquire);
-        if let Err(e) = wal::segment::delete_applied(&cfg.dir, durable_now, next_lsn) {
+        let spare = wal::spare_path(&cfg.dir);
+        if let Err(e) = wal::segment::delete_applied(&cfg.dir, durable_now, next_lsn, &spare) {
             warn!(error = %e, "cannot delete replayed write-ahead log segments");
         }
         let sink_task = tokio::spawn(run_sink(

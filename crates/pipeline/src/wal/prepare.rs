@@ -1,7 +1,9 @@
 //! The next segment file, made ready in the background while the current one
 //! fills: zero-filled to its full size, so the fsync after each group write
 //! into it flushes only the data and not the file's growing length (which
-//! halves the fsync's latency on ext4).
+//! halves the fsync's latency on ext4). It reuses an applied segment when
+//! one was kept: overwriting its blocks, and its pages still in the page
+//! cache, costs a fraction of filling fresh ones.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -12,6 +14,9 @@ use tracing::warn;
 
 /// The name of the file being prepared; not a segment until renamed.
 const PREPARED: &str = "prepared.tmp";
+
+/// The name of an applied segment kept for reuse.
+const SPARE: &str = "spare.tmp";
 
 /// Prepares one segment file at a time on a background thread.
 pub(crate) struct Preparer {
@@ -36,17 +41,22 @@ impl Preparer {
         self.dir.join(PREPARED)
     }
 
+    /// Where an applied segment kept for reuse goes.
+    pub fn spare_path(&self) -> PathBuf {
+        spare_path(&self.dir)
+    }
+
     /// Starts preparing the next file unless one is already in preparation.
     pub fn start(&mut self) {
         if self.pending.is_some() {
             return;
         }
         let (tx, rx) = sync_channel(1);
-        let (path, bytes) = (self.path(), self.bytes);
+        let (spare, path, bytes) = (self.spare_path(), self.path(), self.bytes);
         let spawned = std::thread::Builder::new()
             .name("wal-prepare".into())
             .spawn(move || {
-                let _ = tx.send(zero_filled(&path, bytes));
+                let _ = tx.send(zero_filled(&spare, &path, bytes));
             });
         match spawned {
             Ok(_) => self.pending = Some(rx),
@@ -74,13 +84,23 @@ impl Preparer {
     }
 }
 
-/// Writes `bytes` zeros to a new file at `path` and makes them durable.
-fn zero_filled(path: &Path, bytes: u64) -> std::io::Result<File> {
+/// Where an applied segment of the log in `dir` is kept for reuse.
+pub(crate) fn spare_path(dir: &Path) -> PathBuf {
+    dir.join(SPARE)
+}
+
+/// Writes `bytes` zeros to a file at `path` (the file at `spare` when there
+/// is one, else a new one) and makes them durable.
+fn zero_filled(spare: &Path, path: &Path, bytes: u64) -> std::io::Result<File> {
+    let reused = std::fs::rename(spare, path).is_ok();
     let mut file = OpenOptions::new()
         .create(true)
         .write(true)
-        .truncate(true)
+        .truncate(!reused)
         .open(path)?;
+    if reused {
+        file.set_len(bytes)?;
+    }
     let zeros = vec![0u8; 1 << 20];
     let mut left = bytes;
     while left > 0 {
@@ -115,5 +135,27 @@ mod tests {
         assert!(p.take().is_none(), "one file per start");
         p.start();
         assert!(p.pending.is_some());
+    }
+
+    /// A kept spare becomes the prepared file, zeroed and cut or grown to size.
+    #[test]
+    fn a_spare_is_reused_and_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        for old_len in [30_000, 3_000] {
+            std::fs::write(spare_path(dir.path()), vec![7u8; old_len]).unwrap();
+            let mut p = Preparer::new(dir.path(), 10_000);
+            p.start();
+            let file = loop {
+                if let Some(f) = p.take() {
+                    break f;
+                }
+                assert!(p.pending.is_some(), "preparing failed");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            };
+            assert!(!spare_path(dir.path()).exists(), "the spare was used");
+            assert_eq!(file.metadata().unwrap().len(), 10_000);
+            let data = std::fs::read(p.path()).unwrap();
+            assert!(data.iter().all(|b| *b == 0), "from {old_len} bytes");
+        }
     }
 }

@@ -136,8 +136,15 @@ fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
     f.sync_all().map_err(|e| WalError::io(path, e))
 }
 
-/// Deletes segments all of whose records have an LSN at or below `applied`; keeps `active`.
-pub fn delete_applied(dir: &Path, applied: u64, active_first_lsn: u64) -> Result<usize, WalError> {
+/// Deletes segments all of whose records have an LSN at or below `applied`;
+/// keeps `active`. The first one becomes `spare` (for reuse as a later
+/// segment) when no file is there.
+pub fn delete_applied(
+    dir: &Path,
+    applied: u64,
+    active_first_lsn: u64,
+    spare: &Path,
+) -> Result<usize, WalError> {
     let segments = list_segments(dir)?;
     let mut removed = 0;
     for pair in segments.windows(2) {
@@ -145,7 +152,12 @@ pub fn delete_applied(dir: &Path, applied: u64, active_first_lsn: u64) -> Result
         if seg.first_lsn >= active_first_lsn || next.first_lsn.saturating_sub(1) > applied {
             break;
         }
-        fs::remove_file(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
+        // Not a segment once renamed: recovery never reads it.
+        if removed > 0 || spare.exists() {
+            fs::remove_file(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
+        } else {
+            fs::rename(&seg.path, spare).map_err(|e| WalError::io(&seg.path, e))?;
+        }
         removed += 1;
     }
     Ok(removed)
@@ -190,6 +202,48 @@ mod tests {
         let len = fs::metadata(&last).unwrap().len();
         assert!(len < 5000, "the zeros are cut off: {len} bytes left");
         assert!(recover(dir.path(), 0).unwrap().damage.is_empty());
+    }
+
+    /// Applied segments go, the first kept as the spare when there is none,
+    /// and recovery reads neither the spare nor what it held.
+    #[test]
+    fn applied_segments_go_and_one_is_kept_as_the_spare() {
+        let dir = tempfile::tempdir().unwrap();
+        let spare = dir.path().join("spare.tmp");
+        let first = segment(dir.path(), 1, &[1, 2], 0);
+        segment(dir.path(), 3, &[3, 4], 0);
+        segment(dir.path(), 5, &[5], 0);
+        segment(dir.path(), 6, &[6], 0);
+        let held = fs::read(&first).unwrap();
+        assert_eq!(delete_applied(dir.path(), 4, 6, &spare).unwrap(), 2);
+        let left: Vec<u64> = list_segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|s| s.first_lsn)
+            .collect();
+        assert_eq!(
+            left,
+            vec![5, 6],
+            "the active segment and the unapplied one stay"
+        );
+        assert_eq!(
+            fs::read(&spare).unwrap(),
+            held,
+            "the first became the spare"
+        );
+        assert!(!first.exists());
+        let rec = recover(dir.path(), 4).unwrap();
+        assert_eq!(
+            rec.entries.iter().map(|e| e.lsn).collect::<Vec<_>>(),
+            vec![5, 6]
+        );
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+
+        // With a spare already there, applied segments are deleted.
+        let kept = fs::read(&spare).unwrap();
+        assert_eq!(delete_applied(dir.path(), 5, 6, &spare).unwrap(), 1);
+        assert_eq!(fs::read(&spare).unwrap(), kept);
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
     }
 
     #[test]

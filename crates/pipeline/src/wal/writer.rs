@@ -220,7 +220,8 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
                 }
             }
             let durable = cfg.durable.load(Ordering::Acquire);
-            if let Err(e) = delete_applied(&cfg.dir, durable, segment.first_lsn) {
+            let spare = preparer.spare_path();
+            if let Err(e) = delete_applied(&cfg.dir, durable, segment.first_lsn, &spare) {
                 warn!(error = %e, "cannot delete applied write-ahead log segments");
             }
         }

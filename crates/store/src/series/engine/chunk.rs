@@ -51,28 +51,26 @@ fn encode_as(points: &[Entry], floats: Floats) -> Vec<u8> {
     let unit = 10i64.pow(unit_exp);
     w.write(u64::from(unit_exp), 4);
     w.write(first.0 as u64, 64);
-    let mut prev_ts = first.0;
     let mut prev_delta = 0i64;
-    let mut dods = Vec::with_capacity(points.len());
-    for (ts, _, _) in &points[1..] {
+    let dods = points.windows(2).map(|p| {
+        let (prev_ts, ts) = (p[0].0, p[1].0);
         // In i128 when extreme timestamps would overflow; the result wraps
         // consistently with the decoder's wrapping arithmetic.
         let delta = match ts.checked_sub(prev_ts) {
             Some(d) => d / unit,
-            None => ((i128::from(*ts) - i128::from(prev_ts)) / i128::from(unit)) as i64,
+            None => ((i128::from(ts) - i128::from(prev_ts)) / i128::from(unit)) as i64,
         };
-        dods.push(delta.wrapping_sub(prev_delta));
+        let dod = delta.wrapping_sub(prev_delta);
         prev_delta = delta;
-        prev_ts = *ts;
-    }
-    write_zero_runs(&mut w, &dods);
+        dod
+    });
+    write_zero_runs(&mut w, dods);
     // LSNs: first, then signed deltas (a batch's points share one LSN).
     w.write(first.2, 64);
-    let deltas: Vec<i64> = points
+    let deltas = points
         .windows(2)
-        .map(|p| (p[1].2 as i64).wrapping_sub(p[0].2 as i64))
-        .collect();
-    write_zero_runs(&mut w, &deltas);
+        .map(|p| (p[1].2 as i64).wrapping_sub(p[0].2 as i64));
+    write_zero_runs(&mut w, deltas);
     // Kinds: runs of (kind, length - 1).
     let mut i = 0;
     while i < points.len() {
@@ -158,30 +156,38 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, Corrupt> {
         return Err(Corrupt("unit"));
     }
     let unit = 10i64.pow(unit_exp);
-    let mut ts = Vec::with_capacity(n);
+    // The points are built in place: timestamps first, then LSNs, then values.
+    let mut out: Vec<Entry> = Vec::with_capacity(n);
     let mut prev = r.read(64)? as i64;
-    ts.push(prev);
+    out.push((prev, Value::Bool(false), 0));
     let mut delta = 0i64;
-    for dod in read_zero_runs(&mut r, n - 1)? {
+    read_zero_runs(&mut r, n - 1, |dod| {
         delta = delta.wrapping_add(dod);
         prev = prev.wrapping_add(delta.wrapping_mul(unit));
-        ts.push(prev);
-    }
-    let mut lsns = Vec::with_capacity(n);
+        out.push((prev, Value::Bool(false), 0));
+    })?;
     let mut lsn = r.read(64)? as i64;
-    lsns.push(lsn as u64);
-    for d in read_zero_runs(&mut r, n - 1)? {
-        lsn = lsn.wrapping_add(d);
-        lsns.push(lsn as u64);
+    let mut lsns = out.iter_mut().map(|p| &mut p.2);
+    if let Some(first) = lsns.next() {
+        *first = lsn as u64;
     }
-    let mut kinds = Vec::with_capacity(n);
-    while kinds.len() < n {
+    read_zero_runs(&mut r, n - 1, |d| {
+        lsn = lsn.wrapping_add(d);
+        if let Some(l) = lsns.next() {
+            *l = lsn as u64;
+        }
+    })?;
+    // Kinds, as runs of (kind, length).
+    let mut kinds = Vec::new();
+    let mut kinded = 0;
+    while kinded < n {
         let k = r.read(2)?;
         let run = read_signed(&mut r)?;
-        if run < 0 || run as u64 >= (n - kinds.len()) as u64 {
+        if run < 0 || run as u64 >= (n - kinded) as u64 {
             return Err(Corrupt("kind run"));
         }
-        kinds.extend(std::iter::repeat_n(k, run as usize + 1));
+        kinds.push((k, run as usize + 1));
+        kinded += run as usize + 1;
     }
     let floats = if r.bit()? {
         match r.read(3)? {
@@ -192,13 +198,15 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, Corrupt> {
         Floats::Gorilla
     };
     let (mut prev_scaled, mut prev_scaled_delta) = (0i64, 0i64);
-    let mut out = Vec::with_capacity(n);
     let mut gorilla = XorDecoder::default();
     let mut chimp = ChimpDecoder::default();
     let (mut prev_int, mut prev_int_delta) = (0i64, 0i64);
     let mut dict: Vec<String> = Vec::new();
-    for i in 0..n {
-        let value = match kinds[i] {
+    let kind_of = kinds
+        .iter()
+        .flat_map(|&(k, len)| std::iter::repeat_n(k, len));
+    for (point, kind) in out.iter_mut().zip(kind_of) {
+        point.1 = match kind {
             FLOAT => match floats {
                 Floats::Scaled(e) => {
                     prev_scaled_delta = prev_scaled_delta.wrapping_add(read_signed(&mut r)?);
@@ -235,7 +243,6 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, Corrupt> {
                 }
             }
         };
-        out.push((ts[i], value, lsns[i]));
     }
     Ok(out)
 }
@@ -260,36 +267,50 @@ fn decimal_scale(points: &[Entry]) -> Option<u8> {
 
 /// Writes signed values; a zero is followed by how many more zeros come
 /// (regular timestamps and a batch's shared LSN cost a few bits per run).
-fn write_zero_runs(w: &mut BitWriter, values: &[i64]) {
-    let mut i = 0;
-    while i < values.len() {
-        write_signed(w, values[i]);
-        if values[i] == 0 {
-            let run = values[i..].iter().take_while(|v| **v == 0).count();
-            write_signed(w, run as i64 - 1);
-            i += run;
+fn write_zero_runs(w: &mut BitWriter, values: impl IntoIterator<Item = i64>) {
+    let mut zeros = 0i64;
+    let flush = |w: &mut BitWriter, zeros: &mut i64| {
+        if *zeros > 0 {
+            write_signed(w, 0);
+            write_signed(w, *zeros - 1);
+            *zeros = 0;
+        }
+    };
+    for v in values {
+        if v == 0 {
+            zeros += 1;
         } else {
-            i += 1;
+            flush(w, &mut zeros);
+            write_signed(w, v);
         }
     }
+    flush(w, &mut zeros);
 }
 
-/// Reads `count` values written by [`write_zero_runs`].
-fn read_zero_runs(r: &mut BitReader<'_>, count: usize) -> Result<Vec<i64>, Corrupt> {
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count {
+/// Reads `count` values written by [`write_zero_runs`], handing each to `f`.
+fn read_zero_runs(
+    r: &mut BitReader<'_>,
+    count: usize,
+    mut f: impl FnMut(i64),
+) -> Result<(), Corrupt> {
+    let mut read = 0;
+    while read < count {
         let v = read_signed(r)?;
         if v != 0 {
-            out.push(v);
+            f(v);
+            read += 1;
             continue;
         }
         let more = read_signed(r)?;
-        if more < 0 || more as u64 >= (count - out.len()) as u64 {
+        if more < 0 || more as u64 >= (count - read) as u64 {
             return Err(Corrupt("zero run"));
         }
-        out.extend(std::iter::repeat_n(0, more as usize + 1));
+        for _ in 0..=more {
+            f(0);
+        }
+        read += more as usize + 1;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn kind(v: &Value) -> u64 {

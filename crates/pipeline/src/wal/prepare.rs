@@ -116,19 +116,24 @@ fn zero_filled(spare: &Path, path: &Path, bytes: u64) -> std::io::Result<File> {
 mod tests {
     use super::*;
 
+    /// The file `p` prepares, once it is ready.
+    fn ready(p: &mut Preparer) -> File {
+        loop {
+            if let Some(f) = p.take() {
+                return f;
+            }
+            assert!(p.pending.is_some(), "preparing failed");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn a_prepared_file_is_zero_filled_to_its_size() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Preparer::new(dir.path(), 10_000);
         assert!(p.take().is_none(), "idle until started");
         p.start();
-        let file = loop {
-            if let Some(f) = p.take() {
-                break f;
-            }
-            assert!(p.pending.is_some(), "preparing failed");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
+        let file = ready(&mut p);
         assert_eq!(file.metadata().unwrap().len(), 10_000);
         let data = std::fs::read(p.path()).unwrap();
         assert!(data.iter().all(|b| *b == 0));
@@ -145,13 +150,7 @@ mod tests {
             std::fs::write(spare_path(dir.path()), vec![7u8; old_len]).unwrap();
             let mut p = Preparer::new(dir.path(), 10_000);
             p.start();
-            let file = loop {
-                if let Some(f) = p.take() {
-                    break f;
-                }
-                assert!(p.pending.is_some(), "preparing failed");
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            };
+            let file = ready(&mut p);
             assert!(!spare_path(dir.path()).exists(), "the spare was used");
             assert_eq!(file.metadata().unwrap().len(), 10_000);
             let data = std::fs::read(p.path()).unwrap();

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::api::{create_device, login};
-use crate::procfs::rss_kib;
+use crate::procfs::{rss_kib, settle};
 use crate::stats::percentiles;
 
 #[derive(clap::Args)]
@@ -473,6 +473,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
+    // Every server idle before each round (draining what a round left
+    // behind can take a broker many seconds), at most this long.
+    let pids: Vec<u32> = brokers.iter().map(|b| b.pid).collect();
+    const SETTLE: Duration = Duration::from_secs(60);
+
     println!("## MQTT publish throughput (closed loop, QoS 1 window 16 per connection)");
     println!();
     println!("| connections | QoS | broker | published msg/s | acked msg/s | delivered to subscriber msg/s | errors | vs Mosquitto (QoS 1: acked, QoS 0: delivered) |");
@@ -482,7 +487,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for b in &brokers {
                 rows.push(round(b, n, qos, None, args.seconds).await?);
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                settle(&pids, SETTLE).await;
             }
             // What the broker took: acknowledged publishes at QoS 1; at QoS 0,
             // which has no acknowledgement, what reached the subscriber.
@@ -525,7 +530,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     "| {n} | {} | {} | {} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} |",
                     qos as u8, b.name, r.received
                 );
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                settle(&pids, SETTLE).await;
             }
         }
     }

@@ -93,7 +93,7 @@ fi
 if [ "$which" = all ] || [ "$which" = tsdb ]; then
   out="bench/results/tsdb-$stamp.md"
   influx_dir_args=()
-  [ ${#influx_args[@]} -gt 0 ] && influx_dir_args=(--influx-dir "$work/influx/data")
+  [ ${#influx_args[@]} -gt 0 ] && influx_dir_args=(--influx-dir "$work/influx/data" --influx-pid "${pids[1]}")
   { header
     target/release/tributary-bench tsdb --tributary "http://$addr" --tributary-pid "${pids[0]}" \
       --tributary-dir "$work/tributary/tsdb" --email bench@example.com --password "$password" \

@@ -21,7 +21,7 @@ use tributary_sim::target::{lines, LineTarget, Target};
 use tributary_sim::{Report, RunOptions};
 
 use crate::api::login;
-use crate::procfs::peak_rss_kib;
+use crate::procfs::{peak_rss_kib, settle};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,6 +46,9 @@ pub struct Args {
     /// InfluxDB's data directory (TSM files).
     #[arg(long)]
     influx_dir: Option<PathBuf>,
+    /// InfluxDB's process id (a write round waits until it is idle).
+    #[arg(long)]
+    influx_pid: Option<u32>,
     /// Seconds per write round.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -300,6 +303,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let start_ms = 1_600_000_000_000;
 
+    // Each write round starts with both servers idle, at most this long.
+    let servers: Vec<u32> = std::iter::once(args.tributary_pid)
+        .chain(args.influx_pid)
+        .collect();
+    const SETTLE: Duration = Duration::from_secs(60);
     println!("## Durable line-protocol writes: {WRITERS} writers, {BATCH} points per request, {} s per round\n", args.seconds);
     println!("| signal | system | points/s | vs InfluxDB | bytes on disk per point (sealed) | vs InfluxDB | points read back |");
     println!("|---|---|---|---|---|---|---|");
@@ -311,6 +319,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let start = start_ms + round as i64 * 10_000_000_000;
         eprintln!("rendering {} {label} points…", args.render_points);
         let bodies = render(label, signal, start, args.render_points);
+        settle(&servers, SETTLE).await;
         let t_before = dir_bytes(&args.tributary_dir);
         let t = blast(
             &format!("{}/write?db=tsdb&precision=ms", args.tributary),
@@ -321,6 +330,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
         let i = match &args.influx {
             Some(base) => {
+                // Not while Tributary still seals and compacts its round.
+                settle(&servers, SETTLE).await;
                 let before = args.influx_dir.as_deref().map(dir_bytes).unwrap_or(0);
                 let r = blast(
                     &format!("{base}/write?db=tsdb&precision=ms"),

@@ -474,9 +474,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // Every server idle before each round (draining what a round left
-    // behind can take a broker many seconds), at most this long.
+    // behind can take a broker many seconds).
     let pids: Vec<u32> = brokers.iter().map(|b| b.pid).collect();
-    const SETTLE: Duration = Duration::from_secs(60);
 
     println!("## MQTT publish throughput (closed loop, QoS 1 window 16 per connection)");
     println!();
@@ -487,7 +486,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for b in &brokers {
                 rows.push(round(b, n, qos, None, args.seconds).await?);
-                settle(&pids, SETTLE).await;
+                settle(&pids).await;
             }
             // What the broker took: acknowledged publishes at QoS 1; at QoS 0,
             // which has no acknowledgement, what reached the subscriber.
@@ -530,7 +529,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     "| {n} | {} | {} | {} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} |",
                     qos as u8, b.name, r.received
                 );
-                settle(&pids, SETTLE).await;
+                settle(&pids).await;
             }
         }
     }

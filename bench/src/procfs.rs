@@ -30,15 +30,18 @@ fn cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Longest [`settle`] waits.
+const MAX_SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Waits until every process in `pids` has used under a tenth of a core
-/// over half a second (at most `limit`), so that a round does not share
+/// over half a second (at most a minute), so that a round does not share
 /// the machine with what a server still does after the round before (a
 /// broker draining a backlog, a store sealing).
-pub async fn settle(pids: &[u32], limit: std::time::Duration) {
+pub async fn settle(pids: &[u32]) {
     let step = std::time::Duration::from_millis(500);
     let started = std::time::Instant::now();
     let mut before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
-    while started.elapsed() < limit {
+    while started.elapsed() < MAX_SETTLE {
         tokio::time::sleep(step).await;
         let now: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
         // Clock ticks are 1/100 s: 5 in half a second is a tenth of a core.

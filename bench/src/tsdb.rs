@@ -303,11 +303,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let start_ms = 1_600_000_000_000;
 
-    // Each write round starts with both servers idle, at most this long.
+    // Each write round starts with both servers idle.
     let servers: Vec<u32> = std::iter::once(args.tributary_pid)
         .chain(args.influx_pid)
         .collect();
-    const SETTLE: Duration = Duration::from_secs(60);
     println!("## Durable line-protocol writes: {WRITERS} writers, {BATCH} points per request, {} s per round\n", args.seconds);
     println!("| signal | system | points/s | vs InfluxDB | bytes on disk per point (sealed) | vs InfluxDB | points read back |");
     println!("|---|---|---|---|---|---|---|");
@@ -319,7 +318,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let start = start_ms + round as i64 * 10_000_000_000;
         eprintln!("rendering {} {label} points…", args.render_points);
         let bodies = render(label, signal, start, args.render_points);
-        settle(&servers, SETTLE).await;
+        settle(&servers).await;
         let t_before = dir_bytes(&args.tributary_dir);
         let t = blast(
             &format!("{}/write?db=tsdb&precision=ms", args.tributary),
@@ -331,7 +330,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let i = match &args.influx {
             Some(base) => {
                 // Not while Tributary still seals and compacts its round.
-                settle(&servers, SETTLE).await;
+                settle(&servers).await;
                 let before = args.influx_dir.as_deref().map(dir_bytes).unwrap_or(0);
                 let r = blast(
                     &format!("{base}/write?db=tsdb&precision=ms"),

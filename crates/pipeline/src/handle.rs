@@ -115,8 +115,7 @@ impl Pipeline {
         )?;
         // Everything durable in the sink before the new segment can go.
         let durable_now = durable.load(Ordering::Acquire);
-        let spare = wal::spare_path(&cfg.dir);
-        if let Err(e) = wal::segment::delete_applied(&cfg.dir, durable_now, next_lsn, &spare) {
+        if let Err(e) = wal::segment::delete_applied(&cfg.dir, durable_now, next_lsn) {
             warn!(error = %e, "cannot delete replayed write-ahead log segments");
         }
         let sink_task = tokio::spawn(run_sink(

@@ -8,7 +8,6 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub(crate) use prepare::spare_path;
 pub use record::{decode_record, encode_batch, encode_record, RecordError, HEADER_LEN};
 pub use segment::{list_segments, recover, Recovery, SegmentInfo};
 pub(crate) use writer::{spawn_writer, AppendRequest, WriterConfig};

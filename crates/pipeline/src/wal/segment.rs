@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{error, warn};
 
+use super::prepare::spare_path;
 use super::record::{decode_record, RecordError};
 use super::WalError;
 use crate::sink::Committed;
@@ -137,14 +138,10 @@ fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
 }
 
 /// Deletes segments all of whose records have an LSN at or below `applied`;
-/// keeps `active`. The first one becomes `spare` (for reuse as a later
-/// segment) when no file is there.
-pub fn delete_applied(
-    dir: &Path,
-    applied: u64,
-    active_first_lsn: u64,
-    spare: &Path,
-) -> Result<usize, WalError> {
+/// keeps `active`. The first one becomes the spare (for reuse as a later
+/// segment) when there is none.
+pub fn delete_applied(dir: &Path, applied: u64, active_first_lsn: u64) -> Result<usize, WalError> {
+    let spare = spare_path(dir);
     let segments = list_segments(dir)?;
     let mut removed = 0;
     for pair in segments.windows(2) {
@@ -156,7 +153,7 @@ pub fn delete_applied(
         if removed > 0 || spare.exists() {
             fs::remove_file(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
         } else {
-            fs::rename(&seg.path, spare).map_err(|e| WalError::io(&seg.path, e))?;
+            fs::rename(&seg.path, &spare).map_err(|e| WalError::io(&seg.path, e))?;
         }
         removed += 1;
     }
@@ -209,13 +206,13 @@ mod tests {
     #[test]
     fn applied_segments_go_and_one_is_kept_as_the_spare() {
         let dir = tempfile::tempdir().unwrap();
-        let spare = dir.path().join("spare.tmp");
+        let spare = spare_path(dir.path());
         let first = segment(dir.path(), 1, &[1, 2], 0);
         segment(dir.path(), 3, &[3, 4], 0);
         segment(dir.path(), 5, &[5], 0);
         segment(dir.path(), 6, &[6], 0);
         let held = fs::read(&first).unwrap();
-        assert_eq!(delete_applied(dir.path(), 4, 6, &spare).unwrap(), 2);
+        assert_eq!(delete_applied(dir.path(), 4, 6).unwrap(), 2);
         let left: Vec<u64> = list_segments(dir.path())
             .unwrap()
             .iter()
@@ -241,7 +238,7 @@ mod tests {
 
         // With a spare already there, applied segments are deleted.
         let kept = fs::read(&spare).unwrap();
-        assert_eq!(delete_applied(dir.path(), 5, 6, &spare).unwrap(), 1);
+        assert_eq!(delete_applied(dir.path(), 5, 6).unwrap(), 1);
         assert_eq!(fs::read(&spare).unwrap(), kept);
         assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
     }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 use tributary_model::Batch;
 
-use super::prepare::{spare_path, Preparer};
+use super::prepare::Preparer;
 use super::record::append_record;
 use super::segment::{delete_applied, segment_path, MAGIC};
 use super::WalError;
@@ -220,8 +220,7 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
                 }
             }
             let durable = cfg.durable.load(Ordering::Acquire);
-            let spare = spare_path(&cfg.dir);
-            if let Err(e) = delete_applied(&cfg.dir, durable, segment.first_lsn, &spare) {
+            if let Err(e) = delete_applied(&cfg.dir, durable, segment.first_lsn) {
                 warn!(error = %e, "cannot delete applied write-ahead log segments");
             }
         }

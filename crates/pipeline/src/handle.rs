@@ -154,7 +154,7 @@ impl Pipeline {
             .ok_or(WalError::Closed)?;
         // Encoded here, on the submitting task's core: the writer thread,
         // which every batch passes through, only frames and writes it.
-        let encoded = encode_batch(&batch).map_err(WalError::Encode)?;
+        let encoded = encode_batch(&batch);
         let (reply, rx) = oneshot::channel();
         tx.send(AppendRequest {
             batch,

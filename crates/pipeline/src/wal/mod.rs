@@ -1,6 +1,7 @@
 //! The write-ahead log: segment files of checksummed records, written by one
 //! thread that shares each fsync among every batch waiting at that moment.
 
+mod batch_codec;
 mod prepare;
 mod record;
 pub(crate) mod segment;

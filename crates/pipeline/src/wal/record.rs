@@ -1,6 +1,20 @@
-//! One log record: `[len: u32 LE][crc32: u32 LE][payload]`, payload = postcard(lsn, batch).
+//! One log record: `[len: u32 LE][crc32: u32 LE][payload]`, the payload
+//! being the LSN as a varint and then the batch: in [`batch_codec`]'s
+//! encoding (format 2), or postcard's (format 1, which older segments hold;
+//! postcard writes the LSN as the same varint).
 
 use tributary_model::Batch;
+
+use super::batch_codec;
+
+/// How the records of a segment encode their batches; its header says which.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Format {
+    /// postcard's encoding of (lsn, batch): segments of earlier versions.
+    Postcard,
+    /// The LSN, then [`batch_codec`]: what is written now.
+    Compact,
+}
 
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 8;
@@ -24,20 +38,18 @@ pub enum RecordError {
 
 /// Appends the encoded record for (lsn, batch) to `out`.
 pub fn encode_record(lsn: u64, batch: &Batch, out: &mut Vec<u8>) -> Result<(), String> {
-    append_record(lsn, &encode_batch(batch)?, out)
+    append_record(lsn, &encode_batch(batch), out)
 }
 
 /// A batch's part of a record, encoded before its LSN is known (by the
 /// task submitting it rather than the single writer thread).
-pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, String> {
-    // Room for the usual point (a short key, a timestamp, a number) up
-    // front rather than growing, and copying, the buffer as it fills.
-    let room = 40 + batch.points.len() * 24;
-    postcard::to_extend(batch, Vec::with_capacity(room)).map_err(|e| format!("postcard: {e}"))
+pub fn encode_batch(batch: &Batch) -> Vec<u8> {
+    let mut out = Vec::new();
+    batch_codec::encode(batch, &mut out);
+    out
 }
 
-/// Appends the record of `lsn` and a batch from [`encode_batch`] to `out`:
-/// the payload is postcard's encoding of the pair (lsn, batch).
+/// Appends the record of `lsn` and a batch from [`encode_batch`] to `out`.
 pub fn append_record(lsn: u64, batch: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     let mut varint = [0u8; 10];
     let lsn_bytes = postcard::to_slice(&lsn, &mut varint).map_err(|e| format!("postcard: {e}"))?;
@@ -57,8 +69,9 @@ pub fn append_record(lsn: u64, batch: &[u8], out: &mut Vec<u8>) -> Result<(), St
     Ok(())
 }
 
-/// Decodes the record at the start of `buf`: (lsn, batch, bytes consumed).
-pub fn decode_record(buf: &[u8]) -> Result<(u64, Batch, usize), RecordError> {
+/// Decodes the record at the start of `buf`, of a segment in `format`:
+/// (lsn, batch, bytes consumed).
+pub fn decode_record(buf: &[u8], format: Format) -> Result<(u64, Batch, usize), RecordError> {
     if buf.len() < HEADER_LEN {
         return Err(RecordError::Truncated);
     }
@@ -73,8 +86,15 @@ pub fn decode_record(buf: &[u8]) -> Result<(u64, Batch, usize), RecordError> {
     if crc32fast::hash(payload) != crc {
         return Err(RecordError::Checksum);
     }
-    let (lsn, batch): (u64, Batch) =
-        postcard::from_bytes(payload).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+    let corrupt = |e: String| RecordError::Corrupt(e);
+    let (lsn, batch) = match format {
+        Format::Postcard => postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?,
+        Format::Compact => {
+            let (lsn, rest) = postcard::take_from_bytes::<u64>(payload)
+                .map_err(|e| corrupt(format!("lsn: {e}")))?;
+            (lsn, batch_codec::decode(rest).map_err(corrupt)?)
+        }
+    };
     Ok((lsn, batch, HEADER_LEN + len))
 }
 
@@ -108,33 +128,38 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(7, &b, &mut buf).unwrap();
         encode_record(8, &b, &mut buf).unwrap();
-        let (lsn, got, used) = decode_record(&buf).unwrap();
+        let (lsn, got, used) = decode_record(&buf, Format::Compact).unwrap();
         assert_eq!((lsn, &got), (7, &b));
-        let (lsn2, _, used2) = decode_record(&buf[used..]).unwrap();
+        let (lsn2, _, used2) = decode_record(&buf[used..], Format::Compact).unwrap();
         assert_eq!(lsn2, 8);
         assert_eq!(used + used2, buf.len());
 
-        assert_eq!(decode_record(&buf[..used - 1]), Err(RecordError::Truncated));
+        assert_eq!(
+            decode_record(&buf[..used - 1], Format::Compact),
+            Err(RecordError::Truncated)
+        );
         let mut flipped = buf.clone();
         flipped[HEADER_LEN + 3] ^= 0x40;
-        assert_eq!(decode_record(&flipped), Err(RecordError::Checksum));
-        let mut direct = Vec::new();
-        postcard::to_extend(&(7u64, &b), Vec::new())
-            .map(|payload| {
-                direct.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-                direct.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-                direct.extend_from_slice(&payload);
-            })
-            .unwrap();
         assert_eq!(
-            &buf[..used],
-            &direct[..],
-            "the pieces make postcard's encoding of the pair"
+            decode_record(&flipped, Format::Compact),
+            Err(RecordError::Checksum)
         );
         let zeros = vec![0u8; 32];
         assert!(matches!(
-            decode_record(&zeros),
+            decode_record(&zeros, Format::Compact),
             Err(RecordError::Corrupt(_))
         ));
+    }
+
+    /// Segments written before the compact format still replay.
+    #[test]
+    fn postcard_records_of_older_segments_decode() {
+        let b = batch();
+        let payload = postcard::to_extend(&(7u64, &b), Vec::new()).unwrap();
+        let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        let (lsn, got, used) = decode_record(&record, Format::Postcard).unwrap();
+        assert_eq!((lsn, got, used), (7, b, record.len()));
     }
 }

@@ -6,12 +6,24 @@ use std::path::{Path, PathBuf};
 use tracing::{error, warn};
 
 use super::prepare::spare_path;
-use super::record::{decode_record, RecordError};
+use super::record::{decode_record, Format, RecordError};
 use super::WalError;
 use crate::sink::Committed;
 
-/// First bytes of every segment file.
-pub const MAGIC: &[u8; 8] = b"TRBWAL1\n";
+/// First bytes of every segment file written now (records in [`Format::Compact`]).
+pub const MAGIC: &[u8; 8] = b"TRBWAL2\n";
+
+/// First bytes of a segment of an earlier version (records in [`Format::Postcard`]).
+const MAGIC_POSTCARD: &[u8; 8] = b"TRBWAL1\n";
+
+/// The format of a segment's records, from its first bytes.
+fn format_of(data: &[u8]) -> Option<Format> {
+    match data.get(..MAGIC.len())? {
+        m if m == MAGIC => Some(Format::Compact),
+        m if m == MAGIC_POSTCARD => Some(Format::Postcard),
+        _ => None,
+    }
+}
 
 /// A segment file and the LSN of its first record.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +79,7 @@ pub fn recover(dir: &Path, applied_lsn: u64) -> Result<Recovery, WalError> {
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == count;
         let data = fs::read(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
-        if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        let Some(format) = format_of(&data) else {
             // A segment whose header never reached the disk holds no acknowledged data.
             let msg = format!("{}: missing segment header, ignored", seg.path.display());
             if is_last && data.iter().all(|b| *b == 0) {
@@ -77,16 +89,22 @@ pub fn recover(dir: &Path, applied_lsn: u64) -> Result<Recovery, WalError> {
             }
             rec.damage.push(msg);
             continue;
-        }
+        };
         let mut off = MAGIC.len();
         while off < data.len() {
-            match decode_record(&data[off..]) {
-                Ok((lsn, batch, used)) if lsn > rec.last_lsn => {
+            match decode_record(&data[off..], format) {
+                Ok((lsn, batch, used)) if lsn > rec.last_lsn && lsn >= seg.first_lsn => {
                     rec.last_lsn = lsn;
                     if lsn > applied_lsn {
                         rec.entries.push(Committed { lsn, batch });
                     }
                     off += used;
+                }
+                Ok((lsn, _, _)) if is_last && lsn < seg.first_lsn => {
+                    // A record of the file's earlier use as an older segment
+                    // (see `prepare`): the log ends here.
+                    truncate(&seg.path, off as u64)?;
+                    break;
                 }
                 Ok((lsn, _, _)) => {
                     let msg = format!(
@@ -241,6 +259,67 @@ mod tests {
         assert_eq!(delete_applied(dir.path(), 5, 6).unwrap(), 1);
         assert_eq!(fs::read(&spare).unwrap(), kept);
         assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    }
+
+    /// A reused file's older records, left after the new ones, end the log
+    /// (their LSNs are below the segment's first) and are cut off.
+    #[test]
+    fn a_reused_files_older_records_are_the_end_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let only = segment(dir.path(), 10, &[10, 11, 3, 4], 0);
+        let written = fs::metadata(&only).unwrap().len();
+        let rec = recover(dir.path(), 0).unwrap();
+        assert_eq!(
+            rec.entries.iter().map(|e| e.lsn).collect::<Vec<_>>(),
+            vec![10, 11]
+        );
+        assert_eq!(rec.last_lsn, 11);
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        let cut = fs::metadata(&only).unwrap().len();
+        assert!(cut < written, "the older records are cut off");
+        assert_eq!(recover(dir.path(), 0).unwrap().entries.len(), 2);
+        assert_eq!(fs::metadata(&only).unwrap().len(), cut);
+
+        // Nothing new written into it yet: only older records.
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), 10, &[3, 4], 0);
+        let rec = recover(dir.path(), 0).unwrap();
+        assert!(rec.entries.is_empty());
+        assert_eq!(rec.last_lsn, 0);
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+    }
+
+    /// A log written before the compact format replays, and goes on in it.
+    #[test]
+    fn segments_of_the_postcard_format_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = Batch {
+            tenant: TenantId::new(),
+            device: DeviceId::new(),
+            points: vec![Point {
+                key: "t".into(),
+                ts: 1,
+                value: Value::Float(2.5),
+            }],
+        };
+        let mut data = MAGIC_POSTCARD.to_vec();
+        for lsn in [1u64, 2] {
+            let payload = postcard::to_extend(&(lsn, &batch), Vec::new()).unwrap();
+            data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            data.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            data.extend_from_slice(&payload);
+        }
+        fs::write(segment_path(dir.path(), 1), data).unwrap();
+        segment(dir.path(), 3, &[3], 0);
+        let rec = recover(dir.path(), 0).unwrap();
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        assert_eq!(
+            rec.entries.iter().map(|e| e.lsn).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(rec.entries[0].batch, batch);
+        assert_eq!(rec.entries[1].batch, batch);
+        assert_eq!(rec.entries[2].batch.points[0].value, Value::Int(1));
     }
 
     #[test]

@@ -225,7 +225,13 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
             }
         }
     }
-    if let Err(e) = segment.file.sync_all() {
+    // A clean end leaves nothing after the last record: neither zeros nor a
+    // reused file's older records.
+    if let Err(e) = segment
+        .file
+        .set_len(segment.len)
+        .and_then(|_| segment.file.sync_all())
+    {
         error!(error = %e, "final write-ahead log sync failed");
     }
 }

@@ -118,8 +118,9 @@ async fn kill_9_loses_no_acknowledged_point() {
 }
 
 /// The time-series engine seals and compacts blocks all the time here (a tiny
-/// head, a one-second seal interval), so the kills land during writes, seals
-/// and compactions alike.
+/// head, a one-second seal interval), and the log rolls its small segments
+/// into reused files, so the kills land during writes, seals, compactions
+/// and segment rolls alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_in_a_loop_during_seals_and_compactions() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,6 +129,7 @@ async fn kill_9_in_a_loop_during_seals_and_compactions() {
         o.env = vec![
             ("TRIBUTARY_TSDB_MAX_HEAD_POINTS", "500".into()),
             ("TRIBUTARY_TSDB_SEAL_INTERVAL_SECS", "1".into()),
+            ("TRIBUTARY_WAL_SEGMENT_BYTES", "16384".into()),
         ];
         Server::start_with(o)
     };

@@ -205,39 +205,61 @@ const POW10: [f64; 23] = [
 /// Most digits a `u64` takes without overflow.
 const MAX_DIGITS: usize = 19;
 
-/// A plain decimal (`-12.375`) whose digits, read as an integer, are at
-/// most 2^53, exactly as the full parser would round it: the digits and
-/// the power of ten are both exact in an `f64`, so one division rounds
-/// correctly (Clinger's fast path). `None` for anything else.
-fn plain_decimal(s: &[u8]) -> Option<f64> {
-    // With at most a sign and a point besides, a longer text has too many digits.
-    if s.len() > MAX_DIGITS + 2 {
-        return None;
-    }
-    let (negative, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
+/// The plain decimal (`-12.375`) at the start of `s` and its length, when
+/// its digits, read as an integer, are at most 2^53: exactly as the full
+/// parser would round it, since the digits and the power of ten are both
+/// exact in an `f64` and one division rounds correctly (Clinger's fast
+/// path). `None` for anything else.
+fn plain_decimal(s: &[u8]) -> Option<(f64, usize)> {
+    let negative = s.first() == Some(&b'-');
+    let mut i = usize::from(negative);
     let (mut mantissa, mut count, mut fraction, mut dot) = (0u64, 0usize, 0usize, false);
-    for &b in digits {
+    while let Some(&b) = s.get(i) {
         match b {
             b'0'..=b'9' => {
+                // 19 digits fit in a u64.
+                if count == MAX_DIGITS {
+                    return None;
+                }
                 mantissa = mantissa * 10 + u64::from(b - b'0');
                 count += 1;
                 fraction += usize::from(dot);
-                if count > MAX_DIGITS {
-                    return None;
-                }
             }
             b'.' if !dot => dot = true,
-            _ => return None,
+            _ => break,
         }
+        i += 1;
     }
     if count == 0 || mantissa > 1 << 53 {
         return None;
     }
     let v = mantissa as f64 / POW10.get(fraction)?;
-    Some(if negative { -v } else { v })
+    Some((if negative { -v } else { v }, i))
+}
+
+/// The integer of at most 19 digits (`-`, then digits) at the start of
+/// `s` and its length; `None` for anything else, or one out of range.
+fn plain_integer(s: &[u8]) -> Option<(i64, usize)> {
+    let negative = s.first() == Some(&b'-');
+    let start = usize::from(negative);
+    let (mut n, mut i) = (0u64, start);
+    while let Some(&b) = s.get(i).filter(|b| b.is_ascii_digit()) {
+        // 19 digits fit in a u64.
+        if i - start == MAX_DIGITS {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+        i += 1;
+    }
+    if i == start {
+        return None;
+    }
+    let v = if negative {
+        0i64.checked_sub_unsigned(n)?
+    } else {
+        i64::try_from(n).ok()?
+    };
+    Some((v, i))
 }
 
 /// The bytes that end a token, as a lookup table; the backslash, which
@@ -319,6 +341,18 @@ impl<'a> Cursor<'a> {
         String::from_utf8(out)
             .map(Cow::Owned)
             .map_err(|_| "invalid UTF-8".to_string())
+    }
+
+    /// A plain decimal field value (see [`plain_decimal`]), read when it is one.
+    #[inline]
+    fn plain_decimal(&mut self) -> Option<f64> {
+        let rest = self.s.get(self.pos..)?;
+        let (f, n) = plain_decimal(rest)?;
+        if !matches!(rest.get(n), None | Some(b',' | b' ')) {
+            return None;
+        }
+        self.pos += n;
+        Some(f)
     }
 
     fn eat(&mut self, b: u8) -> bool {
@@ -471,7 +505,11 @@ fn fields(
         if !c.eat(b'=') {
             return Err(format!("missing field value for {k:?}"));
         }
-        let value = field_value(c, &k, limits)?;
+        // Most values are plain decimals: read in place, without a token first.
+        let value = match c.plain_decimal() {
+            Some(f) => Value::Float(f),
+            None => field_value(c, &k, limits)?,
+        };
         points.push(Point {
             key: Key::from(k.as_ref()),
             ts: 0,
@@ -482,7 +520,13 @@ fn fields(
         }
     }
     c.skip_spaces();
-    let ts = if c.peek().is_some() {
+    let plain = plain_integer(&c.s[c.pos..])
+        .filter(|(_, n)| matches!(c.s.get(c.pos + n), None | Some(b' ')));
+    let ts = if let Some((n, len)) = plain {
+        c.pos += len;
+        n.checked_mul(precision.nanos())
+            .ok_or_else(|| format!("timestamp {n} out of range"))?
+    } else if c.peek().is_some() {
         let raw = c.token(&TIMESTAMP, b"")?;
         let n: i64 = raw.parse().map_err(|_| format!("bad timestamp {raw:?}"))?;
         n.checked_mul(precision.nanos())
@@ -554,10 +598,7 @@ fn field_value(c: &mut Cursor<'_>, key: &str, limits: &ParseLimits) -> Result<Va
         }
         _ => {}
     }
-    let f: f64 = match plain_decimal(raw.as_bytes()) {
-        Some(f) => f,
-        None => raw.parse().map_err(|_| bad())?,
-    };
+    let f: f64 = raw.parse().map_err(|_| bad())?;
     if !f.is_finite() {
         return Err(bad());
     }
@@ -586,6 +627,41 @@ mod tests {
             .collect()
     }
 
+    /// The plain decimal that is the whole of `s`.
+    fn whole_decimal(s: &str) -> Option<f64> {
+        plain_decimal(s.as_bytes())
+            .filter(|(_, n)| *n == s.len())
+            .map(|(f, _)| f)
+    }
+
+    #[test]
+    fn plain_integers_parse_as_the_full_parser() {
+        for c in [
+            "0",
+            "-0",
+            "1700000000000",
+            "1700000000000000000",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(
+                plain_integer(c.as_bytes()),
+                Some((c.parse().unwrap(), c.len()))
+            );
+        }
+        for c in [
+            "",
+            "-",
+            "+1",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "12345678901234567890",
+        ] {
+            assert_eq!(plain_integer(c.as_bytes()), None, "{c}");
+        }
+        assert_eq!(plain_integer(b"12 x"), Some((12, 2)), "a prefix");
+    }
+
     #[test]
     fn plain_decimals_parse_exactly_as_the_full_parser() {
         let cases = [
@@ -611,7 +687,7 @@ mod tests {
         ];
         for c in cases {
             let want: f64 = c.parse().unwrap();
-            let got = plain_decimal(c.as_bytes()).unwrap_or_else(|| panic!("{c} not plain"));
+            let got = whole_decimal(c).unwrap_or_else(|| panic!("{c} not plain"));
             assert_eq!(got.to_bits(), want.to_bits(), "{c}");
         }
         // Digits beyond 2^53, exponents and oddities go to the full parser.
@@ -629,7 +705,7 @@ mod tests {
             "inf",
             "NaN",
         ] {
-            assert_eq!(plain_decimal(c.as_bytes()), None, "{c}");
+            assert_eq!(whole_decimal(c), None, "{c}");
         }
         let mut x = 1u64;
         for _ in 0..20_000 {
@@ -644,7 +720,7 @@ mod tests {
                 text.insert(text.len() - point, '.');
             }
             let want: f64 = text.parse().unwrap();
-            let got = plain_decimal(text.as_bytes());
+            let got = whole_decimal(&text);
             if digits <= 1 << 53 {
                 assert_eq!(got.map(f64::to_bits), Some(want.to_bits()), "{text}");
             } else {

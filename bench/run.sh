@@ -98,7 +98,7 @@ if [ "$which" = all ] || [ "$which" = tsdb ]; then
     target/release/tributary-bench tsdb --tributary "http://$addr" --tributary-pid "${pids[0]}" \
       --tributary-dir "$work/tributary/tsdb" --email bench@example.com --password "$password" \
       --seconds "$seconds" --query-points "${TSDB_QUERY_POINTS:-10000000}" \
-      --render-points "${TSDB_RENDER_POINTS:-8000000}" ${TSDB_WRITES_ONLY:+--writes-only} \
+      --render-points "${TSDB_RENDER_POINTS:-64000000}" ${TSDB_WRITES_ONLY:+--writes-only} \
       "${influx_args[@]}" "${influx_dir_args[@]}"
   } | tee "$out"
   echo "saved to $out"

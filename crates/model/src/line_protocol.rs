@@ -371,6 +371,13 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Whether `a` and `b` are equal; compared in place (keys are short, and a
+/// call to `memcmp` would cost more than the comparison).
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Where the measurement and tags end (the first unescaped space), and
 /// whether a backslash came before.
 fn prefix_end(s: &[u8]) -> (usize, bool) {
@@ -445,6 +452,8 @@ fn parse_line<'a>(
     groups: &mut Groups<'a>,
 ) -> Result<Previous<'a>, String> {
     let bytes = text.as_bytes();
+    // The previous line's field count, when it went to this line's group.
+    let mut stride = 0;
     let (end, group) = match previous {
         // The same bytes then a space: the same prefix, so the same series
         // (how those bytes escape one another does not change).
@@ -456,6 +465,7 @@ fn parse_line<'a>(
             if points.len() == points.capacity() {
                 points.reserve(p.width.max(1) * (groups.lines_left + 1));
             }
+            stride = p.width;
             (p.prefix.len(), p.group)
         }
         _ => {
@@ -472,7 +482,7 @@ fn parse_line<'a>(
         s: bytes,
         pos: end,
     };
-    let ts = fields(&mut c, precision, now_ns, limits, points)
+    let ts = fields(&mut c, precision, now_ns, limits, points, stride)
         .inspect_err(|_| points.truncate(first))?;
     for p in &mut points[first..] {
         p.ts = ts;
@@ -485,23 +495,39 @@ fn parse_line<'a>(
 }
 
 /// Parses the fields after the prefix into `points` (their timestamps
-/// left for the caller), then the timestamp, which it returns.
+/// left for the caller), then the timestamp, which it returns. A field
+/// whose key is that of the point `stride` back (the same field of the
+/// previous line, when it had `stride` fields) shares that key.
 fn fields(
     c: &mut Cursor<'_>,
     precision: Precision,
     now_ns: i64,
     limits: &ParseLimits,
     points: &mut Vec<Point>,
+    stride: usize,
 ) -> Result<i64, String> {
     c.skip_spaces();
     loop {
         let k = c.token(&FIELD_KEY, b",= ")?;
-        if k.is_empty() {
-            return Err("missing fields".into());
-        }
-        if k.len() > limits.max_key_len || k.chars().any(char::is_control) {
-            return Err(format!("invalid field key {k:?}"));
-        }
+        let same = points
+            .len()
+            .checked_sub(stride)
+            .filter(|_| stride > 0)
+            .and_then(|i| points.get(i))
+            .filter(|p| short_eq(p.key.as_bytes(), k.as_bytes()));
+        // A copy of a key checked before is cheaper than a new one.
+        let key = match same {
+            Some(p) => p.key.clone(),
+            None => {
+                if k.is_empty() {
+                    return Err("missing fields".into());
+                }
+                if k.len() > limits.max_key_len || k.chars().any(char::is_control) {
+                    return Err(format!("invalid field key {k:?}"));
+                }
+                Key::from(k.as_ref())
+            }
+        };
         if !c.eat(b'=') {
             return Err(format!("missing field value for {k:?}"));
         }
@@ -510,11 +536,7 @@ fn fields(
             Some(f) => Value::Float(f),
             None => field_value(c, &k, limits)?,
         };
-        points.push(Point {
-            key: Key::from(k.as_ref()),
-            ts: 0,
-            value,
-        });
+        points.push(Point { key, ts: 0, value });
         if !c.eat(b',') {
             break;
         }

@@ -57,7 +57,7 @@ fn encode_as(points: &[Entry], floats: Floats) -> Vec<u8> {
         // In i128 when extreme timestamps would overflow; the result wraps
         // consistently with the decoder's wrapping arithmetic.
         let delta = match ts.checked_sub(prev_ts) {
-            Some(d) => d / unit,
+            Some(d) => div_pow10(d, unit_exp),
             None => ((i128::from(ts) - i128::from(prev_ts)) / i128::from(unit)) as i64,
         };
         let dod = delta.wrapping_sub(prev_delta);
@@ -95,6 +95,10 @@ fn encode_as(points: &[Entry], floats: Floats) -> Vec<u8> {
         Floats::Gorilla => w.bit(false),
     }
     let (mut prev_scaled, mut prev_scaled_delta) = (0i64, 0i64);
+    let scale = match floats {
+        Floats::Scaled(e) => 10f64.powi(i32::from(e)),
+        _ => 1.0,
+    };
     let mut gorilla = XorEncoder::default();
     let mut chimp = ChimpEncoder::default();
     let (mut prev_int, mut prev_int_delta) = (0i64, 0i64);
@@ -102,8 +106,8 @@ fn encode_as(points: &[Entry], floats: Floats) -> Vec<u8> {
     for (_, v, _) in points {
         match v {
             Value::Float(f) => match floats {
-                Floats::Scaled(e) => {
-                    let scaled = (f * 10f64.powi(i32::from(e))).round() as i64;
+                Floats::Scaled(_) => {
+                    let scaled = round(f * scale);
                     let delta = scaled.wrapping_sub(prev_scaled);
                     write_signed(&mut w, delta.wrapping_sub(prev_scaled_delta));
                     prev_scaled = scaled;
@@ -259,10 +263,42 @@ fn decimal_scale(points: &[Entry]) -> Option<u8> {
     (0u8..=6).find(|e| {
         let p = 10f64.powi(i32::from(*e));
         floats().all(|f| {
-            let scaled = (f * p).round();
-            scaled.abs() < 9.0e15 && (scaled / p).to_bits() == f.to_bits()
+            let scaled = f * p;
+            scaled.abs() < 9.0e15 && (round(scaled) as f64 / p).to_bits() == f.to_bits()
         })
     })
+}
+
+/// `x` rounded half away from zero, as [`f64::round`] rounds it when
+/// |x| < 2^53 (which callers check), but without a call into libm: the
+/// truncation is one instruction and the fraction left is exact.
+fn round(x: f64) -> i64 {
+    let t = x as i64;
+    let frac = x - t as f64;
+    t + i64::from(frac >= 0.5) - i64::from(frac <= -0.5)
+}
+
+/// `d` divided by 10^`exp`: by a constant (a multiplication) for the units
+/// a chunk's timestamps use.
+fn div_pow10(d: i64, exp: u32) -> i64 {
+    match exp {
+        0 => d,
+        3 => d / 1_000,
+        6 => d / 1_000_000,
+        9 => d / 1_000_000_000,
+        _ => d / 10i64.pow(exp),
+    }
+}
+
+/// Whether 10^`exp` divides `d`: by constants, as [`div_pow10`].
+fn divides(d: i64, exp: u32) -> bool {
+    match exp {
+        0 => true,
+        3 => d % 1_000 == 0,
+        6 => d % 1_000_000 == 0,
+        9 => d % 1_000_000_000 == 0,
+        _ => d % 10i64.pow(exp) == 0,
+    }
 }
 
 /// Writes signed values; a zero is followed by how many more zeros come
@@ -329,7 +365,7 @@ fn unit_exponent(points: &[Entry]) -> u32 {
     for (ts, _, _) in &points[1..] {
         // In i128 only when the offset overflows.
         let divides = |exp: u32| match ts.checked_sub(first) {
-            Some(d) => d % 10i64.pow(exp) == 0,
+            Some(d) => divides(d, exp),
             None => (i128::from(*ts) - i128::from(first)) % 10i128.pow(exp) == 0,
         };
         while exp > 0 && !divides(exp) {
@@ -350,6 +386,44 @@ mod tests {
         let bytes = encode(points);
         assert_eq!(decode(&bytes).unwrap(), points);
         bytes.len()
+    }
+
+    #[test]
+    fn round_is_f64_round_below_2_pow_53() {
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4503599627370495.5,
+            -4503599627370495.5,
+            9.0e15 - 1.0,
+            2049.999999,
+            12.345e3,
+        ];
+        let mut x = 7u64;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Up to 2^53, with up to 40 binary places.
+            let f = (x >> 11) as f64 / (1u64 << (x % 41)) as f64;
+            if f.abs() < 9.0e15 {
+                cases.push(f);
+                cases.push(-f);
+                cases.push(f.trunc() + 0.5);
+            }
+        }
+        for f in cases {
+            assert_eq!(round(f), f.round() as i64, "{f:e}");
+        }
+        assert_eq!((div_pow10(-3_000_000, 6), div_pow10(70, 1)), (-3, 7));
+        assert!(divides(-5_000, 3) && !divides(5_001, 3) && divides(120, 1));
     }
 
     #[test]

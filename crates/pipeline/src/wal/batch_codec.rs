@@ -181,24 +181,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_kind_of_point_round_trips() {
-        let batch = Batch {
+    fn batch_of(points: Vec<Point>) -> Batch {
+        Batch {
             tenant: TenantId::new(),
             device: DeviceId::new(),
-            points: vec![
-                point("t", 1_700_000_000_000_000_000, Value::Float(21.5)),
-                point("t", 1_700_000_001_000_000_000, Value::Float(-0.0)),
-                point("t", 1_700_000_002_000_000_000, Value::Float(f64::MAX)),
-                point("n", i64::MIN, Value::Int(i64::MIN)),
-                point("n", i64::MAX, Value::Int(i64::MAX)),
-                point("on", 0, Value::Bool(true)),
-                point("on", -5, Value::Bool(false)),
-                point("msg", 7, Value::Str("héllo".into())),
-                point("t", 8, Value::Float(1e-300)),
-                point("", 9, Value::Str(String::new())),
-            ],
-        };
+            points,
+        }
+    }
+
+    #[test]
+    fn every_kind_of_point_round_trips() {
+        let batch = batch_of(vec![
+            point("t", 1_700_000_000_000_000_000, Value::Float(21.5)),
+            point("t", 1_700_000_001_000_000_000, Value::Float(-0.0)),
+            point("t", 1_700_000_002_000_000_000, Value::Float(f64::MAX)),
+            point("n", i64::MIN, Value::Int(i64::MIN)),
+            point("n", i64::MAX, Value::Int(i64::MAX)),
+            point("on", 0, Value::Bool(true)),
+            point("on", -5, Value::Bool(false)),
+            point("msg", 7, Value::Str("héllo".into())),
+            point("t", 8, Value::Float(1e-300)),
+            point("", 9, Value::Str(String::new())),
+        ]);
         let mut out = Vec::new();
         encode(&batch, &mut out);
         assert_eq!(decode(&out).unwrap(), batch);
@@ -223,11 +227,7 @@ mod tests {
                 )
             })
             .collect();
-        let batch = Batch {
-            tenant: TenantId::new(),
-            device: DeviceId::new(),
-            points,
-        };
+        let batch = batch_of(points);
         let mut out = Vec::new();
         encode(&batch, &mut out);
         // The ids, one run header, two points with wide deltas, the rest 10 bytes each.
@@ -240,15 +240,11 @@ mod tests {
 
     #[test]
     fn damage_is_an_error_not_a_panic() {
-        let batch = Batch {
-            tenant: TenantId::new(),
-            device: DeviceId::new(),
-            points: vec![
-                point("temp", 5, Value::Float(1.0)),
-                point("state", 6, Value::Str("open".into())),
-                point("n", 7, Value::Int(-3)),
-            ],
-        };
+        let batch = batch_of(vec![
+            point("temp", 5, Value::Float(1.0)),
+            point("state", 6, Value::Str("open".into())),
+            point("n", 7, Value::Int(-3)),
+        ]);
         let mut out = Vec::new();
         encode(&batch, &mut out);
         for cut in 0..out.len() {

@@ -98,6 +98,16 @@ pub fn decode_record(buf: &[u8], format: Format) -> Result<(u64, Batch, usize), 
     Ok((lsn, batch, HEADER_LEN + len))
 }
 
+/// A record of format 1, as earlier versions wrote it.
+#[cfg(test)]
+pub(crate) fn postcard_record(lsn: u64, batch: &Batch) -> Vec<u8> {
+    let payload = postcard::to_extend(&(lsn, batch), Vec::new()).unwrap();
+    let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    record.extend_from_slice(&payload);
+    record
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,10 +165,7 @@ mod tests {
     #[test]
     fn postcard_records_of_older_segments_decode() {
         let b = batch();
-        let payload = postcard::to_extend(&(7u64, &b), Vec::new()).unwrap();
-        let mut record = (payload.len() as u32).to_le_bytes().to_vec();
-        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
+        let record = postcard_record(7, &b);
         let (lsn, got, used) = decode_record(&record, Format::Postcard).unwrap();
         assert_eq!((lsn, got, used), (7, b, record.len()));
     }

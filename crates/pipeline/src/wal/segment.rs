@@ -182,19 +182,25 @@ pub fn delete_applied(dir: &Path, applied: u64, active_first_lsn: u64) -> Result
 mod tests {
     use super::*;
     use crate::wal::encode_record;
+    use crate::wal::record::postcard_record;
     use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
 
-    /// A segment file holding records `lsns`, then `zeros` zero bytes.
-    fn segment(dir: &Path, first_lsn: u64, lsns: &[u64], zeros: usize) -> PathBuf {
-        let batch = Batch {
+    /// A batch of one point of `value`.
+    fn one_point(value: Value) -> Batch {
+        Batch {
             tenant: TenantId::new(),
             device: DeviceId::new(),
             points: vec![Point {
                 key: "t".into(),
                 ts: 1,
-                value: Value::Int(1),
+                value,
             }],
-        };
+        }
+    }
+
+    /// A segment file holding records `lsns`, then `zeros` zero bytes.
+    fn segment(dir: &Path, first_lsn: u64, lsns: &[u64], zeros: usize) -> PathBuf {
+        let batch = one_point(Value::Int(1));
         let mut data = MAGIC.to_vec();
         for lsn in lsns {
             encode_record(*lsn, &batch, &mut data).unwrap();
@@ -293,21 +299,10 @@ mod tests {
     #[test]
     fn segments_of_the_postcard_format_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let batch = Batch {
-            tenant: TenantId::new(),
-            device: DeviceId::new(),
-            points: vec![Point {
-                key: "t".into(),
-                ts: 1,
-                value: Value::Float(2.5),
-            }],
-        };
+        let batch = one_point(Value::Float(2.5));
         let mut data = MAGIC_POSTCARD.to_vec();
         for lsn in [1u64, 2] {
-            let payload = postcard::to_extend(&(lsn, &batch), Vec::new()).unwrap();
-            data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            data.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            data.extend_from_slice(&payload);
+            data.extend(postcard_record(lsn, &batch));
         }
         fs::write(segment_path(dir.path(), 1), data).unwrap();
         segment(dir.path(), 3, &[3], 0);

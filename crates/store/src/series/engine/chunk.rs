@@ -364,11 +364,11 @@ fn unit_exponent(points: &[Entry]) -> u32 {
     let mut exp = 9u32;
     for (ts, _, _) in &points[1..] {
         // In i128 only when the offset overflows.
-        let divides = |exp: u32| match ts.checked_sub(first) {
+        let offset_divisible = |exp: u32| match ts.checked_sub(first) {
             Some(d) => divides(d, exp),
             None => (i128::from(*ts) - i128::from(first)) % 10i128.pow(exp) == 0,
         };
-        while exp > 0 && !divides(exp) {
+        while exp > 0 && !offset_divisible(exp) {
             exp -= 1;
         }
         if exp == 0 {

@@ -4,15 +4,18 @@
 //! halves the fsync's latency on ext4). A new file is zero-filled; an
 //! applied segment kept as the spare is reused as it is, its old records
 //! left in place to be overwritten: recovery tells them from new ones by
-//! their LSNs, all below the new segment's first. Reusing it needs no
-//! writes and no new blocks or page-cache pages.
+//! their LSNs, all below the new segment's first (a spare of an earlier
+//! format is zeroed instead). Reusing it needs no writes and no new blocks
+//! or page-cache pages.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
 use tracing::warn;
+
+use super::segment::MAGIC;
 
 /// The name of the file being prepared; not a segment until renamed.
 const PREPARED: &str = "prepared.tmp";
@@ -92,9 +95,15 @@ fn prepared(spare: &Path, path: &Path, bytes: u64) -> std::io::Result<File> {
     let reused = std::fs::rename(spare, path).is_ok();
     let mut file = OpenOptions::new()
         .create(true)
+        .read(true)
         .write(true)
         .truncate(!reused)
         .open(path)?;
+    // A segment of an earlier format is zeroed instead: its records would
+    // not decode as this format's, and would read as damage after a crash.
+    if reused && !of_this_format(&mut file)? {
+        file.set_len(0)?;
+    }
     let had = file.metadata()?.len();
     if had > bytes {
         file.set_len(bytes)?;
@@ -109,6 +118,17 @@ fn prepared(spare: &Path, path: &Path, bytes: u64) -> std::io::Result<File> {
     }
     file.sync_all()?;
     Ok(file)
+}
+
+/// Whether `file` starts with this version's segment header.
+fn of_this_format(file: &mut File) -> std::io::Result<bool> {
+    let mut head = [0u8; MAGIC.len()];
+    file.seek(SeekFrom::Start(0))?;
+    match file.read_exact(&mut head) {
+        Ok(()) => Ok(&head == MAGIC),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -147,7 +167,9 @@ mod tests {
     fn a_spare_is_reused_without_rewriting_it() {
         let dir = tempfile::tempdir().unwrap();
         for old_len in [30_000, 3_000] {
-            std::fs::write(spare_path(dir.path()), vec![7u8; old_len]).unwrap();
+            let mut old = MAGIC.to_vec();
+            old.resize(old_len, 7);
+            std::fs::write(spare_path(dir.path()), old).unwrap();
             let mut p = Preparer::new(dir.path(), 10_000);
             p.start();
             let file = ready(&mut p);
@@ -155,8 +177,29 @@ mod tests {
             assert_eq!(file.metadata().unwrap().len(), 10_000);
             let data = std::fs::read(p.path()).unwrap();
             let kept = old_len.min(10_000);
-            assert!(data[..kept].iter().all(|b| *b == 7), "from {old_len} bytes");
+            assert_eq!(&data[..MAGIC.len()], MAGIC);
+            assert!(
+                data[MAGIC.len()..kept].iter().all(|b| *b == 7),
+                "from {old_len} bytes"
+            );
             assert!(data[kept..].iter().all(|b| *b == 0), "from {old_len} bytes");
+        }
+    }
+
+    /// A spare of an earlier format (or none at all) is zeroed, not reused as it is.
+    #[test]
+    fn a_spare_of_another_format_is_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        for old in [b"TRBWAL1\n".to_vec(), Vec::new(), vec![7u8; 3]] {
+            let mut old = old;
+            old.resize(old.len().max(20_000), 7);
+            std::fs::write(spare_path(dir.path()), &old).unwrap();
+            let mut p = Preparer::new(dir.path(), 10_000);
+            p.start();
+            let file = ready(&mut p);
+            assert_eq!(file.metadata().unwrap().len(), 10_000);
+            let data = std::fs::read(p.path()).unwrap();
+            assert!(data.iter().all(|b| *b == 0));
         }
     }
 }

@@ -78,6 +78,14 @@ impl Authenticator {
         }
     }
 
+    /// Drops every cached credential of a tenant's devices (after the tenant is deleted).
+    pub fn forget_tenant(&self, tenant: tributary_model::TenantId) {
+        if let Ok(mut cache) = self.devices.write() {
+            self.device_generation.fetch_add(1, Ordering::AcqRel);
+            cache.retain(|_, d| d.tenant != tenant);
+        }
+    }
+
     /// A new device access token and its stored forms: (token, hash, hint).
     pub fn new_device_token() -> (String, String, String) {
         let t = token::generate(DEVICE_TOKEN_LEN);

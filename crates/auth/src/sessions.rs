@@ -4,11 +4,12 @@
 use tributary_model::time::{now_ns, ns_to_ms};
 use tributary_model::{TenantId, UserId};
 use tributary_store::meta::{ApiKey, Invite, KeyScope, TakeOutcome};
-use tributary_store::{RefreshToken, Role, StoreError};
+use tributary_store::{RefreshToken, Role, StoreError, User};
 
+use crate::limiter::AttemptKeys;
 use crate::principal::Principal;
 use crate::service::{Authenticator, Session, API_KEY_PREFIX};
-use crate::{token, AuthError};
+use crate::{password, token, AuthError};
 
 /// Length of refresh tokens (≈ 256 bits).
 const REFRESH_TOKEN_LEN: usize = 43;
@@ -22,8 +23,9 @@ fn now_ms() -> i64 {
 }
 
 impl Authenticator {
-    /// Verifies email and password (rate-limited per account and per `address`)
-    /// and opens a session in `tenant`, or the user's first tenant.
+    /// Verifies email and password (under progressive delays per account,
+    /// per address and per pair) and opens a session in `tenant`, or the
+    /// user's first tenant.
     pub async fn login(
         &self,
         email: &str,
@@ -31,16 +33,29 @@ impl Authenticator {
         tenant: Option<TenantId>,
         address: &str,
     ) -> Result<Session, AuthError> {
+        let user = self.check_password(email, pw, address).await?;
+        let memberships = self.meta.memberships(user.id).await?;
+        let (tenant, role) = match tenant {
+            Some(t) => memberships.into_iter().find(|(m, _)| m.id == t),
+            None => memberships.into_iter().next(),
+        }
+        .ok_or(AuthError::NoTenant)?;
+        self.open_session(user.id, tenant.id, role, token::generate(16))
+            .await
+    }
+
+    /// The user with this email and password, under the failed-login limits;
+    /// an unknown email and a wrong password fail alike, in the same time.
+    async fn check_password(
+        &self,
+        email: &str,
+        pw: &str,
+        address: &str,
+    ) -> Result<User, AuthError> {
         let limits = &self.config.login_limits;
-        let account_key = format!("account:{}", email.to_lowercase());
-        let address_key = format!("address:{address}");
-        for (key, limit) in [
-            (&account_key, limits.per_account),
-            (&address_key, limits.per_address),
-        ] {
-            if let Some(retry_after) = self.limiter.blocked(key, limit, limits.window) {
-                return Err(AuthError::RateLimited { retry_after });
-            }
+        let attempt = AttemptKeys::new(limits, email, address);
+        if let Some(retry_after) = self.limiter.wait(&attempt, limits.window) {
+            return Err(AuthError::RateLimited { retry_after });
         }
         let user = self.meta.user_by_email(email).await?;
         let phc = user
@@ -50,20 +65,11 @@ impl Authenticator {
         let ok = Self::verify_password(pw, phc).await?;
         let Some(user) = user.filter(|_| ok) else {
             self.limiter
-                .fail(&account_key, limits.window, limits.max_tracked);
-            self.limiter
-                .fail(&address_key, limits.window, limits.max_tracked);
+                .fail(&attempt, limits.window, limits.max_tracked);
             return Err(AuthError::BadCredentials);
         };
-        self.limiter.clear(&account_key);
-        let memberships = self.meta.memberships(user.id).await?;
-        let (tenant, role) = match tenant {
-            Some(t) => memberships.into_iter().find(|(m, _)| m.id == t),
-            None => memberships.into_iter().next(),
-        }
-        .ok_or(AuthError::NoTenant)?;
-        self.open_session(user.id, tenant.id, role, token::generate(16))
-            .await
+        self.limiter.succeed(&attempt);
+        Ok(user)
     }
 
     /// Exchanges a refresh token for a new pair; a reused token revokes its family.
@@ -191,28 +197,44 @@ impl Authenticator {
         Ok((invite, secret))
     }
 
-    /// Accepts an invitation. A new email sets `password`; an existing user
-    /// proves it with their current password. Opens a session in the tenant.
+    /// Accepts an invitation. A caller already logged in joins as themselves
+    /// (the invitation must name their email). Otherwise a new email sets
+    /// `pw`, and an existing account proves it with its password under the
+    /// same limits and errors as login; each wrong password counts against
+    /// the invitation too, which is revoked after as many as login allows.
+    /// Opens a session in the tenant.
     pub async fn accept_invite(
         &self,
         invite_token: &str,
-        pw: &str,
+        pw: Option<&str>,
+        caller: Option<&Principal>,
+        address: &str,
     ) -> Result<(Invite, Session), AuthError> {
+        let caller = caller.map(Principal::user).transpose()?;
+        // Checked before anything is looked up, so the answer to a weak
+        // password cannot tell whether the invited email has an account.
+        if caller.is_none() {
+            password::check_policy(pw.unwrap_or_default()).map_err(AuthError::WeakPassword)?;
+        }
         let invite = self
             .meta
             .take_invite(&token::hash(invite_token))
             .await?
             .ok_or(AuthError::InvalidInvite)?;
         let result = async {
-            let user = match self.meta.user_by_email(&invite.email).await? {
-                Some(u) => {
-                    if !Self::verify_password(pw, u.password_hash.clone()).await? {
-                        return Err(AuthError::BadCredentials);
-                    }
-                    u
+            let user = match (caller, self.meta.user_by_email(&invite.email).await?) {
+                (Some((id, _)), Some(u)) if u.id == id => u,
+                (Some(_), _) => {
+                    return Err(AuthError::Forbidden(
+                        "this invitation is for another account".into(),
+                    ))
                 }
-                None => {
-                    let hash = Self::hash_password(pw).await?;
+                (None, Some(_)) => {
+                    self.check_password(&invite.email, pw.unwrap_or_default(), address)
+                        .await?
+                }
+                (None, None) => {
+                    let hash = Self::hash_password(pw.unwrap_or_default()).await?;
                     match self.meta.create_user(&invite.email, &hash).await {
                         Ok(u) => u,
                         Err(StoreError::Conflict(_)) => return Err(AuthError::InvalidInvite),
@@ -230,8 +252,18 @@ impl Authenticator {
         match result {
             Ok(session) => Ok((invite, session)),
             Err(e) => {
-                // A wrong password or a weak one must not burn the invitation.
+                let limits = &self.config.login_limits;
+                let spent = matches!(e, AuthError::BadCredentials)
+                    && self
+                        .limiter
+                        .count(&format!("invite:{}", invite.id), limits.window)
+                        >= limits.per_account_address;
+                // A wrong or weak password does not burn the invitation …
                 self.meta.untake_invite(&invite.id).await?;
+                if spent {
+                    // … but guessing through one ends with it.
+                    self.meta.revoke_invite(invite.tenant, &invite.id).await?;
+                }
                 Err(e)
             }
         }

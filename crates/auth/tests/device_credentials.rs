@@ -18,8 +18,10 @@ async fn setup() -> (tempfile::TempDir, MetaStore, std::sync::Arc<Authenticator>
             invite_ttl_secs: 600,
             device_cache_entries: 2,
             login_limits: LoginLimits {
-                per_account: 5,
-                per_address: 50,
+                per_account_address: 5,
+                per_account: 50,
+                per_address: 100,
+                max_delay: Duration::from_secs(900),
                 window: Duration::from_secs(60),
                 max_tracked: 100,
             },

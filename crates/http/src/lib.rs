@@ -4,18 +4,22 @@
 //! stores, the pipeline or the hub.
 
 mod audit;
+mod client_addr;
 mod extract;
 mod live;
 mod mqtt_ws;
 mod openapi;
 mod problem;
 mod routes;
+mod server;
 mod state;
 mod validate;
 mod web;
 
+pub use client_addr::trusted_proxy;
 pub use problem::ApiError;
 pub use routes::{openapi_document, router};
+pub use server::{serve, BodyTimeout, ServeLimits};
 pub use state::{AppState, HttpConfig};
 
 /// Registers the HTTP layer's metrics so they are exported (at zero) from the start.

@@ -39,6 +39,8 @@ pub struct HttpConfig {
     pub live_resume_max_points: usize,
     /// Days time series are kept for a tenant that sets no retention (0: forever).
     pub default_retention_days: u32,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Shared state of all handlers.

@@ -92,15 +92,46 @@ pub struct Config {
     pub device_cache_entries: usize,
     /// Invitation lifetime (seconds) when the inviter names none.
     pub invite_ttl_secs: i64,
-    /// Failed logins allowed per account within `login_window_secs`.
+    /// Failed logins of one account from one address before each further
+    /// attempt there must wait (1 s, doubling up to `login_max_delay_secs`).
+    pub login_failures_per_account_address: u32,
+    /// Failed logins of one account from all addresses before delays apply
+    /// to it everywhere (slows guessing spread over many addresses).
     pub login_failures_per_account: u32,
-    /// Failed logins allowed per client address within `login_window_secs`.
+    /// Failed logins from one address, over all accounts, before delays
+    /// apply to that address.
     pub login_failures_per_address: u32,
-    /// Window of the failed-login limits (seconds).
+    /// Longest delay a failed-login limit imposes (seconds).
+    pub login_max_delay_secs: u64,
+    /// Failures are forgotten this long after the last one (seconds).
     pub login_window_secs: u64,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names
+    /// the client; from anywhere else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 
     /// Largest HTTP request body (bytes).
     pub http_max_body_bytes: usize,
+    /// Most HTTP connections at once (WebSocket and SSE included); more get
+    /// 503. Lowered at start so that MQTT, the log and the stores keep room
+    /// under the process's file limit.
+    pub http_max_connections: usize,
+    /// Seconds a client has to send a complete request head, from connecting
+    /// and from the end of its previous response (also the keep-alive idle limit).
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body.
+    pub http_body_timeout_secs: u64,
+    /// File descriptors kept free of HTTP and MQTT connections for the log,
+    /// the stores and the process itself.
+    pub reserved_file_descriptors: usize,
+
+    /// Devices one tenant may have.
+    pub max_devices_per_tenant: usize,
+    /// Devices one line-protocol write may create.
+    pub max_auto_devices_per_request: usize,
+    /// Devices line-protocol writes may create per tenant per minute.
+    pub max_auto_devices_per_minute: usize,
+    /// Tenants one user may create.
+    pub max_tenants_per_user: usize,
     /// Longest telemetry key (bytes).
     pub max_key_bytes: usize,
     /// Longest string value (bytes).
@@ -207,10 +238,21 @@ impl Default for Config {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             device_cache_entries: 100_000,
             invite_ttl_secs: 7 * 24 * 3600,
-            login_failures_per_account: 5,
-            login_failures_per_address: 50,
+            login_failures_per_account_address: 5,
+            login_failures_per_account: 50,
+            login_failures_per_address: 100,
+            login_max_delay_secs: 15 * 60,
             login_window_secs: 15 * 60,
+            trusted_proxies: Vec::new(),
             http_max_body_bytes: 4 * 1024 * 1024,
+            http_max_connections: 10_000,
+            http_header_timeout_secs: 10,
+            http_body_timeout_secs: 60,
+            reserved_file_descriptors: 256,
+            max_devices_per_tenant: 100_000,
+            max_auto_devices_per_request: 1_000,
+            max_auto_devices_per_minute: 10_000,
+            max_tenants_per_user: 10,
             max_key_bytes: 255,
             max_string_bytes: 8 * 1024,
             max_points_per_batch: 100_000,
@@ -326,6 +368,22 @@ impl Config {
             "query_default_limit must be between 1 and query_max_limit"
         );
         anyhow::ensure!(self.live_ping_secs > 0, "live_ping_secs must be positive");
+        anyhow::ensure!(
+            self.http_header_timeout_secs > 0 && self.http_body_timeout_secs > 0,
+            "http_header_timeout_secs and http_body_timeout_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.login_failures_per_account_address > 0
+                && self.login_failures_per_account > 0
+                && self.login_failures_per_address > 0,
+            "the login_failures_* limits must be positive"
+        );
+        for proxy in &self.trusted_proxies {
+            anyhow::ensure!(
+                tributary_http::trusted_proxy(proxy).is_some(),
+                "trusted_proxies: {proxy:?} is not an IP address or CIDR range"
+            );
+        }
         anyhow::ensure!(
             self.wal_segment_bytes >= 4096,
             "wal_segment_bytes must be at least 4096"

@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod config;
+mod fds;
 mod logging;
 mod serve;
 mod simulate;

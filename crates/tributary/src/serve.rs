@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
@@ -20,7 +19,7 @@ use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SqliteSeries
 
 use crate::config::{Config, SeriesStoreKind};
 use crate::sinks::SeriesSink;
-use crate::{bootstrap, logging};
+use crate::{bootstrap, fds, logging};
 
 /// Runs the server until a shutdown signal; returns once everything is synced.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -45,6 +44,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
+
+    let connections = fds::plan(
+        fds::raise_limit(),
+        config.http_max_connections,
+        config.mqtt_max_connections,
+        config.reserved_file_descriptors,
+    );
+    if connections.lowered {
+        tracing::warn!(
+            file_limit = connections.file_limit,
+            http = connections.http,
+            mqtt = connections.mqtt,
+            "connection limits lowered to keep file descriptors for the log and the stores; raise the file limit (ulimit -n) for more"
+        );
+    }
 
     let metrics = PrometheusBuilder::new()
         .install_recorder()
@@ -121,8 +135,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             invite_ttl_secs: config.invite_ttl_secs,
             device_cache_entries: config.device_cache_entries,
             login_limits: LoginLimits {
+                per_account_address: config.login_failures_per_account_address,
                 per_account: config.login_failures_per_account,
                 per_address: config.login_failures_per_address,
+                max_delay: Duration::from_secs(config.login_max_delay_secs.max(1)),
                 window: Duration::from_secs(config.login_window_secs),
                 max_tracked: 100_000,
             },
@@ -143,11 +159,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         meta: meta.clone(),
         profiles: profiles.clone(),
         broker: broker.clone(),
-        slots: Arc::new(tokio::sync::Semaphore::new(
-            config.mqtt_max_connections.max(1),
-        )),
+        slots: Arc::new(tokio::sync::Semaphore::new(connections.mqtt.max(1))),
         config: Arc::new(tributary_mqtt::MqttConfig {
-            max_connections: config.mqtt_max_connections,
+            max_connections: connections.mqtt,
             max_packet_bytes: config.mqtt_max_packet_bytes,
             connect_timeout: Duration::from_secs(config.mqtt_connect_timeout_secs.max(1)),
             auth_recheck: Duration::from_secs(config.mqtt_auth_recheck_secs.max(1)),
@@ -177,6 +191,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             live_selector_refresh: Duration::from_secs(config.live_selector_refresh_secs.max(1)),
             live_resume_max_points: config.live_resume_max_points,
             default_retention_days: config.retention_days,
+            trusted_proxies: config
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| tributary_http::trusted_proxy(p))
+                .collect(),
         }),
         ready: ready.clone(),
         shutdown: shutdown_rx.clone(),
@@ -235,21 +254,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     ready.store(true, Ordering::Release);
 
     let app = tributary_http::router(state);
-    let mut on_shutdown = shutdown_rx.clone();
-    // Live updates are small writes: without TCP_NODELAY, Nagle's algorithm and
-    // delayed ACKs hold them back by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(
+    let server = tributary_http::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = on_shutdown.wait_for(|down| *down).await;
-    });
+        app,
+        tributary_http::ServeLimits {
+            max_connections: connections.http,
+            header_timeout: Duration::from_secs(config.http_header_timeout_secs),
+            body_timeout: Duration::from_secs(config.http_body_timeout_secs),
+        },
+        shutdown_rx.clone(),
+    );
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let mut after_signal = shutdown_rx.clone();
     tokio::spawn(async move {
@@ -261,7 +275,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         std::future::pending::<()>().await;
     });
     tokio::select! {
-        result = server => result.context("HTTP server failed")?,
+        () = server => {},
         _ = async {
             let _ = after_signal.wait_for(|down| *down).await;
             tokio::time::sleep(grace).await;

@@ -66,13 +66,18 @@ pub struct SwitchTenant {
     tenant_id: String,
 }
 
-/// An invitation token and the password to log in with.
+/// An invitation token, and the password to log in with unless the request
+/// carries the invited user's own session (`Authorization: Bearer`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvite {
+    #[schema(max_length = 256)]
     token: String,
-    /// For a new user: the password to set. For an existing user: their password.
-    password: String,
+    /// For a new user: the password to set. For an existing user: their
+    /// password (not needed when logged in as them).
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    password: Option<String>,
 }
 
 /// One tenant membership of the caller.
@@ -179,18 +184,27 @@ pub async fn switch(
     Ok(Json(s.auth.switch_tenant(&auth.0, tenant).await?.into()))
 }
 
-/// Accept an invitation and log in.
+/// Accept an invitation and log in (as the caller, when the request carries a user session).
 #[utoipa::path(post, path = "/api/v1/auth/accept-invite", tag = "auth", request_body = AcceptInvite,
-    responses((status = 200, body = SessionResponse), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+    security((), ("bearer" = [])),
+    responses((status = 200, body = SessionResponse), (status = 400, body = ApiError), (status = 401, body = ApiError),
+              (status = 403, body = ApiError, description = "the invitation names another account than the caller's"),
+              (status = 429, body = ApiError, description = "too many failures; see Retry-After")))]
 pub async fn accept_invite(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
+    caller: Option<Auth>,
     ApiJson(req): ApiJson<AcceptInvite>,
 ) -> Result<Json<SessionResponse>, ApiError> {
-    if req.token.len() > 256 || req.password.len() > 1024 {
+    let password = req.password.as_deref();
+    if req.token.len() > 256 || password.is_some_and(|p| p.len() > 1024) {
         return Err(tributary_auth::AuthError::InvalidInvite.into());
     }
-    let (invite, session) = s.auth.accept_invite(&req.token, &req.password).await?;
+    let caller = caller.map(|Auth(p)| p);
+    let (invite, session) = s
+        .auth
+        .accept_invite(&req.token, password, caller.as_ref(), &ip)
+        .await?;
     if let Ok(p) = s.auth.authenticate(&session.access_token).await {
         s.audit(
             &p,

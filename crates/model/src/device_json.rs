@@ -123,7 +123,71 @@ pub fn parse_telemetry(
     if points.is_empty() {
         return Err(ParseError::Size("payload holds no telemetry values".into()));
     }
+    check_big_integers(body, &points)?;
     Ok(points)
+}
+
+/// JSON parsers read an integer literal beyond u64 as a float; refuse it
+/// instead, like one beyond i64. Only a whole float of 2^63 or more can have
+/// come from one, so the body is scanned only then.
+fn check_big_integers(body: &[u8], points: &[Point]) -> Result<(), ParseError> {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    let suspect =
+        |p: &&Point| matches!(p.value, Value::Float(f) if f.abs() >= TWO_63 && f.fract() == 0.0);
+    if !points.iter().any(|p| suspect(&p)) {
+        return Ok(());
+    }
+    let Some(literal) = oversized_integer_literal(body) else {
+        return Ok(());
+    };
+    let key = literal
+        .parse::<f64>()
+        .ok()
+        .and_then(|f| points.iter().find(|p| p.value == Value::Float(f)))
+        .map_or_else(String::new, |p| p.key.to_string());
+    Err(ParseError::InvalidValue {
+        key,
+        reason: format!("integer {literal} does not fit in a signed 64-bit integer"),
+    })
+}
+
+/// The first integer literal (no fraction, no exponent) outside strings
+/// that does not fit in an i64.
+fn oversized_integer_literal(body: &[u8]) -> Option<&str> {
+    let (mut i, mut in_string) = (0, false);
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < body.len()
+                && matches!(body[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+            {
+                i += 1;
+            }
+            let token = std::str::from_utf8(&body[start..i]).ok()?;
+            if !token.contains(['.', 'e', 'E']) && token.parse::<i64>().is_err() {
+                return Some(token);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
 }
 
 /// One object: either flat key/values stamped now, or `{"ts":..,"values":{..}}`.
@@ -362,5 +426,22 @@ mod tests {
         let err = parse(r#"{"temp":null}"#).unwrap_err();
         assert_eq!(err.field(), Some("temp"));
         assert_eq!(parse("{").unwrap_err().field(), None);
+    }
+
+    #[test]
+    fn integers_beyond_i64_are_refused_not_made_floats() {
+        for body in [
+            r#"{"big":18446744073709551616}"#,
+            r#"{"ok":1.5,"big":-99999999999999999999999}"#,
+            r#"[{"ts":1700000000000,"values":{"big":123456789012345678901234567890}}]"#,
+        ] {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.field(), Some("big"), "{body}: {err}");
+            assert!(err.to_string().contains("does not fit"), "{err}");
+        }
+        // Floats written as floats stay floats, however large; strings are not numbers.
+        let ok =
+            parse(r#"{"f":1e20,"g":18446744073709551616.0,"s":"99999999999999999999"}"#).unwrap();
+        assert_eq!(ok.len(), 3);
     }
 }

@@ -556,6 +556,10 @@ fn fields(
     } else {
         now_ns
     };
+    if ts < 0 {
+        // The APIs read from the epoch on; a point before it could never be read.
+        return Err(format!("timestamp {ts} ns is before 1970-01-01"));
+    }
     c.skip_spaces();
     if c.peek().is_some() {
         return Err("unexpected text after the timestamp".into());

@@ -247,10 +247,53 @@ fn from_v4(p: v4::Packet) -> Result<Packet, CodecError> {
         }
         other => {
             return Err(CodecError::Malformed(format!(
-                "a client may not send {other:?}"
+                "a client may not send {}",
+                v4_name(&other)
             )))
         }
     })
+}
+
+/// The kind of a packet, for errors and logs: a packet itself is never
+/// formatted, since a CONNECT carries a password.
+pub fn packet_name(p: &Packet) -> &'static str {
+    match p {
+        Packet::Auth(_) => "AUTH",
+        Packet::Connect(..) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PingReq(_) => "PINGREQ",
+        Packet::PingResp(_) => "PINGRESP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::Disconnect(_) => "DISCONNECT",
+    }
+}
+
+/// [`packet_name`] of an MQTT 3.1.1 packet.
+fn v4_name(p: &v4::Packet) -> &'static str {
+    match p {
+        v4::Packet::Connect(_) => "CONNECT",
+        v4::Packet::ConnAck(_) => "CONNACK",
+        v4::Packet::Publish(_) => "PUBLISH",
+        v4::Packet::PubAck(_) => "PUBACK",
+        v4::Packet::PubRec(_) => "PUBREC",
+        v4::Packet::PubRel(_) => "PUBREL",
+        v4::Packet::PubComp(_) => "PUBCOMP",
+        v4::Packet::Subscribe(_) => "SUBSCRIBE",
+        v4::Packet::SubAck(_) => "SUBACK",
+        v4::Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        v4::Packet::UnsubAck(_) => "UNSUBACK",
+        v4::Packet::PingReq => "PINGREQ",
+        v4::Packet::PingResp => "PINGRESP",
+        v4::Packet::Disconnect => "DISCONNECT",
+    }
 }
 
 /// A server packet in its MQTT 3.1.1 form (reason codes and properties fall away).

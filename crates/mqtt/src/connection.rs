@@ -580,7 +580,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             other => {
                 self.disconnect(DisconnectReasonCode::ProtocolError, "unexpected packet")
                     .await;
-                return Err(ConnError::Protocol(format!("unexpected {other:?}")));
+                return Err(ConnError::Protocol(format!(
+                    "unexpected {}",
+                    codec::packet_name(&other)
+                )));
             }
         }
         Ok(None)

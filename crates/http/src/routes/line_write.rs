@@ -54,6 +54,12 @@ impl SeriesDevices {
         map.insert((device.tenant, series), device);
     }
 
+    /// Forgets every device of a tenant (deleted).
+    pub fn forget_tenant(&self, tenant: TenantId) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(t, _), _| *t != tenant);
+    }
+
     /// Forgets a device (deleted or renamed).
     pub fn forget(&self, device: tributary_model::DeviceId) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -182,7 +188,8 @@ async fn principal(
     responses((status = 204, description = "Every point is durable"),
               (status = 400, description = "Some lines could not be parsed or stored; the others were written"),
               (status = 401, description = "No or an unknown API key"), (status = 403, description = "The key may not write"),
-              (status = 413, description = "Body too large")))]
+              (status = 413, description = "Body too large"),
+              (status = 415, description = "A Content-Encoding other than gzip")))]
 pub async fn write_v1(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -200,7 +207,8 @@ pub async fn write_v1(
     responses((status = 204, description = "Every point is durable"),
               (status = 400, description = "Some lines could not be parsed or stored; the others were written"),
               (status = 401, description = "No or an unknown API key"), (status = 403, description = "The key may not write"),
-              (status = 413, description = "Body too large")))]
+              (status = 413, description = "Body too large"),
+              (status = 415, description = "A Content-Encoding other than gzip")))]
 pub async fn write_v2(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -278,13 +286,27 @@ async fn write(
             )
         }
     };
-    let gzip = headers
+    let encoding = headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let gzip = match encoding.as_deref() {
+        None | Some("" | "identity") => false,
+        Some("gzip" | "x-gzip") => true,
+        Some(other) => {
+            return error(
+                style,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported media type",
+                format!(
+                    "Content-Encoding {:?} is not supported; send gzip or no encoding",
+                    other.chars().take(32).collect::<String>()
+                ),
+            )
+        }
+    };
     let bytes = if gzip {
         let mut out = Vec::new();
-        let read = flate2::read::GzDecoder::new(&raw[..])
+        let read = flate2::read::MultiGzDecoder::new(&raw[..])
             .take(limit as u64 + 1)
             .read_to_end(&mut out);
         match read {

@@ -127,6 +127,9 @@ fn parse_ms(field: &str, raw: Option<&str>, default: i64) -> Result<i64, ApiErro
 }
 
 fn sample_json(s: &Sample) -> Json_ {
+    if s.saturated {
+        return json!({"ts": ns_to_ms(s.ts), "value": s.value.to_json(), "saturated": true});
+    }
     json!({"ts": ns_to_ms(s.ts), "value": s.value.to_json()})
 }
 
@@ -145,7 +148,9 @@ pub async fn history(
     let id = find(&s, p.tenant, &id).await?.id;
     let from = parse_ms("from", q.from.as_deref(), 0)?;
     // The default upper bound reaches the last whole millisecond representable.
-    let to = parse_ms("to", q.to.as_deref(), MAX_MS * NANOS_PER_MS)?;
+    // `to` includes its whole millisecond, so every stored point is reachable.
+    let to =
+        parse_ms("to", q.to.as_deref(), MAX_MS * NANOS_PER_MS)?.saturating_add(NANOS_PER_MS - 1);
     if from > to {
         return Err(ApiError::validation("from", "from must not be after to"));
     }

@@ -183,6 +183,10 @@ pub async fn update(
 pub async fn delete(State(s): State<AppState>, auth: Auth) -> Result<StatusCode, ApiError> {
     let p = auth.require(Action::DeleteTenant)?;
     s.meta.delete_tenant(p.tenant).await?;
+    // Its device credentials stop working at once (MQTT connections end at
+    // their next credential check).
+    s.auth.forget_tenant(p.tenant);
+    s.series_devices.forget_tenant(p.tenant);
     s.series.delete_tenant(p.tenant).await?;
     tracing::info!(tenant = %p.tenant, by = %p.audit_name(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -18,6 +18,9 @@ pub struct Sample {
     pub ts: i64,
     /// The value (for aggregates: the aggregate).
     pub value: Value,
+    /// An aggregate beyond its type: an integer sum past i64 comes as a
+    /// float, a float sum or mean past f64 as ±f64::MAX.
+    pub saturated: bool,
 }
 
 /// A point as written, with the LSN of its batch.

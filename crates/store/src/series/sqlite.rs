@@ -168,6 +168,7 @@ impl SqliteSeries {
                 .map(|(b, value)| Sample {
                     ts: b * q.interval,
                     value,
+                    saturated: false,
                 })
                 .collect();
             if q.range.order == Order::Desc {
@@ -312,6 +313,7 @@ impl SeriesStore for SqliteSeries {
                     Ok(Sample {
                         ts: r.try_get("ts")?,
                         value: decode_value(r, "kind", "value")?,
+                        saturated: false,
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -375,6 +377,7 @@ impl SeriesStore for SqliteSeries {
                     Ok(Sample {
                         ts: bucket * q.interval,
                         value,
+                        saturated: false,
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -410,6 +413,7 @@ impl SeriesStore for SqliteSeries {
             let sample = Sample {
                 ts: r.try_get("ts")?,
                 value: decode_value(r, "kind", "value")?,
+                saturated: false,
             };
             out.insert(key, sample);
         }
@@ -474,6 +478,7 @@ impl SeriesStore for SqliteSeries {
                     sample: Sample {
                         ts: r.try_get("ts")?,
                         value: decode_value(r, "kind", "value")?,
+                        saturated: false,
                     },
                 })
             })

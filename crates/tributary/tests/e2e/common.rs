@@ -1,12 +1,15 @@
 //! Starting the real `tributary` binary on free ports, and small HTTP helpers.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{Connect, Login, Packet};
 use serde_json::{json, Value};
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -31,6 +34,8 @@ pub struct Options<'a> {
     pub env: Vec<(&'a str, String)>,
     pub args: Vec<String>,
     pub admin_password: Option<&'a str>,
+    /// The process's file limit (`ulimit -n`), when the test sets one.
+    pub file_limit: Option<u64>,
 }
 
 impl<'a> Options<'a> {
@@ -40,6 +45,7 @@ impl<'a> Options<'a> {
             env: Vec::new(),
             args: Vec::new(),
             admin_password: Some(ADMIN_PASSWORD),
+            file_limit: None,
         }
     }
 }
@@ -56,7 +62,16 @@ impl Server {
 
     /// Starts a server and waits until it logs its bound address.
     pub fn start_with(opts: Options<'_>) -> Server {
-        let mut cmd = Command::new(binary());
+        let mut cmd = match opts.file_limit {
+            None => Command::new(binary()),
+            Some(n) => {
+                // The shell lowers the limit and becomes the server (same PID).
+                let mut c = Command::new("bash");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(binary());
+                c
+            }
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(opts.data_dir)
@@ -67,8 +82,6 @@ impl Server {
                 "127.0.0.1:0",
                 "--log-format",
                 "json",
-                "--log",
-                "info",
             ])
             .args(&opts.args)
             .env_remove("TRIBUTARY_ADMIN_PASSWORD")
@@ -76,6 +89,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !opts.args.iter().any(|a| a == "--log") {
+            cmd.args(["--log", "info"]);
+        }
         if let Some(pw) = opts.admin_password {
             cmd.env("TRIBUTARY_ADMIN_PASSWORD", pw);
         }
@@ -353,4 +369,63 @@ pub async fn second_tenant(api: &Api, name: &str) -> Api {
         )
         .await;
     Api::new(&api.base, switched["access_token"].as_str().unwrap())
+}
+
+/// Raw MQTT 3.1.1 over a blocking socket.
+pub struct Raw {
+    pub sock: TcpStream,
+    buf: BytesMut,
+}
+
+impl Raw {
+    pub fn connect(addr: &str, client_id: &str, user: &str, clean: bool) -> (Raw, Packet) {
+        Self::connect_with(addr, client_id, user, clean, 30, "")
+    }
+
+    pub fn connect_with(
+        addr: &str,
+        client_id: &str,
+        user: &str,
+        clean: bool,
+        keep_alive: u16,
+        password: &str,
+    ) -> (Raw, Packet) {
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut raw = Raw {
+            sock,
+            buf: BytesMut::new(),
+        };
+        let mut c = Connect::new(client_id);
+        c.clean_session = clean;
+        c.keep_alive = keep_alive;
+        c.login = Some(Login::new(user, password));
+        raw.send(Packet::Connect(c));
+        let ack = raw.read().expect("CONNACK");
+        (raw, ack)
+    }
+
+    pub fn send(&mut self, p: Packet) {
+        let mut out = BytesMut::new();
+        p.write(&mut out, 1 << 20).unwrap();
+        self.sock.write_all(&out).unwrap();
+    }
+
+    /// The next packet, or None when the server closed the connection.
+    pub fn read(&mut self) -> Option<Packet> {
+        loop {
+            match Packet::read(&mut self.buf, 1 << 20) {
+                Ok(p) => return Some(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => panic!("bad packet from server: {e}"),
+            }
+            let mut chunk = [0u8; 4096];
+            match self.sock.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 mod common;
 mod dashboard;
 mod durability;
+mod hardening;
 mod identity;
 mod ingest;
 mod line_protocol;

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::{Connect, Login, Packet, PubAck, Subscribe, SubscribeReasonCode};
+use rumqttc::mqttbytes::v4::{Packet, PubAck, Subscribe, SubscribeReasonCode};
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
 
@@ -161,64 +161,6 @@ async fn device_attribute_requests_shared_pushes_and_rpc() {
     scenario("device_api", &t.ctx);
 }
 
-/// Raw MQTT 3.1.1 over a blocking socket.
-struct Raw {
-    sock: TcpStream,
-    buf: BytesMut,
-}
-
-impl Raw {
-    fn connect(addr: &str, client_id: &str, user: &str, clean: bool) -> (Raw, Packet) {
-        Self::connect_with(addr, client_id, user, clean, 30)
-    }
-
-    fn connect_with(
-        addr: &str,
-        client_id: &str,
-        user: &str,
-        clean: bool,
-        keep_alive: u16,
-    ) -> (Raw, Packet) {
-        let sock = TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut raw = Raw {
-            sock,
-            buf: BytesMut::new(),
-        };
-        let mut c = Connect::new(client_id);
-        c.clean_session = clean;
-        c.keep_alive = keep_alive;
-        c.login = Some(Login::new(user, ""));
-        raw.send(Packet::Connect(c));
-        let ack = raw.read().expect("CONNACK");
-        (raw, ack)
-    }
-
-    fn send(&mut self, p: Packet) {
-        let mut out = BytesMut::new();
-        p.write(&mut out, 1 << 20).unwrap();
-        self.sock.write_all(&out).unwrap();
-    }
-
-    /// The next packet, or None when the server closed the connection.
-    fn read(&mut self) -> Option<Packet> {
-        loop {
-            match Packet::read(&mut self.buf, 1 << 20) {
-                Ok(p) => return Some(p),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => panic!("bad packet from server: {e}"),
-            }
-            let mut chunk = [0u8; 4096];
-            match self.sock.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
-}
-
 /// A client silent for 1.5 × its keep-alive is disconnected; one that pings
 /// within it stays, however long it lives.
 #[tokio::test]
@@ -227,9 +169,9 @@ async fn keep_alive_ends_silent_clients_only() {
     let t = setup(dir.path(), vec![]).await;
     let (mqtt, token) = (t.s.mqtt.clone(), t.device_token.clone());
     tokio::task::spawn_blocking(move || {
-        let (mut silent, ack) = Raw::connect_with(&mqtt, "silent", &token, true, 1);
+        let (mut silent, ack) = Raw::connect_with(&mqtt, "silent", &token, true, 1, "");
         assert!(matches!(ack, Packet::ConnAck(_)));
-        let (mut pinger, _) = Raw::connect_with(&mqtt, "pinger", &token, true, 1);
+        let (mut pinger, _) = Raw::connect_with(&mqtt, "pinger", &token, true, 1, "");
         let started = std::time::Instant::now();
         for _ in 0..8 {
             std::thread::sleep(Duration::from_millis(500));

@@ -572,6 +572,7 @@ fn latest_of(
             Sample {
                 ts: *ts,
                 value: v.clone(),
+                saturated: false,
             },
         ))
     };
@@ -679,7 +680,11 @@ impl SeriesStore for Engine {
             .map(|(key, points)| {
                 let samples = points
                     .into_iter()
-                    .map(|(ts, value, _)| Sample { ts, value })
+                    .map(|(ts, value, _)| Sample {
+                        ts,
+                        value,
+                        saturated: false,
+                    })
                     .collect();
                 (key, ordered(samples, q.order, q.limit))
             })
@@ -715,6 +720,7 @@ impl SeriesStore for Engine {
                     .filter_map(|(b, acc)| {
                         acc.value(agg).map(|value| Sample {
                             ts: b * interval,
+                            saturated: acc.overflows(agg),
                             value,
                         })
                     })
@@ -797,7 +803,11 @@ impl SeriesStore for Engine {
                     move |(ts, value, lsn)| Change {
                         lsn,
                         key: key.clone(),
-                        sample: Sample { ts, value },
+                        sample: Sample {
+                            ts,
+                            value,
+                            saturated: false,
+                        },
                     },
                 )
             })

@@ -26,8 +26,10 @@ pub struct Acc {
     pub numeric: u64,
     /// Sum of the numeric points as floats.
     pub sum: f64,
-    /// Sum of the integer points (wrapping), used while every numeric point is an integer.
-    pub int_sum: i64,
+    /// Sum of the integer points, exact (i128 cannot overflow here), used
+    /// while every numeric point is an integer. Stored as a varint, so
+    /// rollups written when it was an i64 read unchanged.
+    pub int_sum: i128,
     /// Whether every numeric point was an integer.
     pub all_int: bool,
     /// Smallest numeric point.
@@ -65,7 +67,7 @@ impl Acc {
         self.numeric += 1;
         self.sum += f;
         match v {
-            Value::Int(i) => self.int_sum = self.int_sum.wrapping_add(*i),
+            Value::Int(i) => self.int_sum += i128::from(*i),
             _ => self.all_int = false,
         }
         if self.min.as_ref().and_then(num).is_none_or(|m| f < m) {
@@ -97,7 +99,7 @@ impl Acc {
                     *f
                 }
                 Value::Int(i) => {
-                    acc.int_sum = acc.int_sum.wrapping_add(*i);
+                    acc.int_sum += i128::from(*i);
                     *i as f64
                 }
                 _ => continue,
@@ -121,7 +123,7 @@ impl Acc {
         self.count += o.count;
         self.numeric += o.numeric;
         self.sum += o.sum;
-        self.int_sum = self.int_sum.wrapping_add(o.int_sum);
+        self.int_sum += o.int_sum;
         self.all_int &= o.all_int;
         if let Some(m) = &o.min {
             if self
@@ -157,21 +159,42 @@ impl Acc {
 
     /// The aggregate's value: integers stay integers (except for avg) when
     /// every numeric input was one; numeric aggregates of no numbers are none.
+    /// An integer sum past i64 widens to a float; a float sum or mean past
+    /// f64 saturates at ±f64::MAX ([`Acc::overflows`] tells).
     pub fn value(&self, agg: Aggregate) -> Option<Value> {
         let float = |v: &Value| match v {
             Value::Int(i) if !self.all_int => Value::Float(*i as f64),
             other => other.clone(),
         };
+        let saturate = |f: f64| Value::Float(f.clamp(-f64::MAX, f64::MAX));
         match agg {
             Aggregate::Count => Some(Value::Int(self.count as i64)),
             Aggregate::First => self.first.as_ref().map(|(_, v)| v.clone()),
             Aggregate::Last => self.last.as_ref().map(|(_, v)| v.clone()),
             _ if self.numeric == 0 => None,
-            Aggregate::Avg => Some(Value::Float(self.sum / self.numeric as f64)),
-            Aggregate::Sum if self.all_int => Some(Value::Int(self.int_sum)),
-            Aggregate::Sum => Some(Value::Float(self.sum)),
+            Aggregate::Avg if self.all_int => {
+                Some(Value::Float(self.int_sum as f64 / self.numeric as f64))
+            }
+            Aggregate::Avg => Some(saturate(self.sum / self.numeric as f64)),
+            Aggregate::Sum if self.all_int => Some(match i64::try_from(self.int_sum) {
+                Ok(i) => Value::Int(i),
+                Err(_) => Value::Float(self.int_sum as f64),
+            }),
+            Aggregate::Sum => Some(saturate(self.sum)),
             Aggregate::Min => self.min.as_ref().map(float),
             Aggregate::Max => self.max.as_ref().map(float),
+        }
+    }
+
+    /// Whether [`Acc::value`] of `agg` went beyond its type (widened or saturated).
+    pub fn overflows(&self, agg: Aggregate) -> bool {
+        if self.numeric == 0 {
+            return false;
+        }
+        match agg {
+            Aggregate::Sum if self.all_int => i64::try_from(self.int_sum).is_err(),
+            Aggregate::Sum | Aggregate::Avg if !self.all_int => !self.sum.is_finite(),
+            _ => false,
         }
     }
 }
@@ -414,5 +437,42 @@ mod tests {
         assert_eq!(acc.value(Aggregate::Last), Some(Value::Str("x".into())));
         acc.add(4, &Value::Float(0.5));
         assert_eq!(acc.value(Aggregate::Max), Some(Value::Float(3.0)));
+    }
+
+    #[test]
+    fn sums_past_their_type_widen_or_saturate_and_say_so() {
+        let mut ints = Acc::empty();
+        for v in [i64::MAX, i64::MAX, 2] {
+            ints.add(1, &Value::Int(v));
+        }
+        // MAX + MAX + 2 = 2^64: no longer wraps to 0.
+        assert_eq!(
+            ints.value(Aggregate::Sum),
+            Some(Value::Float(2f64.powi(64)))
+        );
+        assert!(ints.overflows(Aggregate::Sum));
+        assert_eq!(
+            ints.value(Aggregate::Avg),
+            Some(Value::Float(2f64.powi(64) / 3.0))
+        );
+        assert!(!ints.overflows(Aggregate::Avg));
+        // Merged halves give the same.
+        let (mut a, mut b) = (Acc::empty(), Acc::empty());
+        a.add(1, &Value::Int(i64::MAX));
+        b.add(2, &Value::Int(i64::MAX));
+        a.merge(&b);
+        assert_eq!(
+            a.value(Aggregate::Sum),
+            Some(Value::Float(2.0 * i64::MAX as f64))
+        );
+        let mut floats = Acc::empty();
+        floats.add(1, &Value::Float(f64::MAX));
+        floats.add(2, &Value::Float(f64::MAX));
+        assert_eq!(floats.value(Aggregate::Sum), Some(Value::Float(f64::MAX)));
+        assert_eq!(floats.value(Aggregate::Avg), Some(Value::Float(f64::MAX)));
+        assert!(floats.overflows(Aggregate::Sum) && floats.overflows(Aggregate::Avg));
+        let mut fine = Acc::empty();
+        fine.add(1, &Value::Int(-3));
+        assert!(!fine.overflows(Aggregate::Sum));
     }
 }

@@ -25,7 +25,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 password=bench-password-123
 # A short seal interval so the disk figures are of sealed blocks within the run.
 TRIBUTARY_ADMIN_EMAIL=bench@example.com TRIBUTARY_ADMIN_PASSWORD=$password TRIBUTARY_LIVE_MAX_CLIENTS_PER_TENANT=20000 \
-  TRIBUTARY_TSDB_SEAL_INTERVAL_SECS=5 \
+  TRIBUTARY_TSDB_SEAL_INTERVAL_SECS=5 TRIBUTARY_HTTP_MAX_CONNECTIONS=50000 \
+  TRIBUTARY_MAX_DEVICES_PER_TENANT=10000000 TRIBUTARY_MAX_AUTO_DEVICES_PER_REQUEST=1000000 \
+  TRIBUTARY_MAX_AUTO_DEVICES_PER_MINUTE=100000000 \
   target/release/tributary serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
   --log warn,tributary::serve=info >"$work/tributary.out" 2>"$work/tributary.log" &
 pids+=($!)

@@ -227,6 +227,12 @@ impl From<tributary_store::StoreError> for ApiError {
                 ApiError::conflict(format!("{what} already exists"))
             }
             tributary_store::StoreError::Invalid(detail) => ApiError::bad_request(detail),
+            tributary_store::StoreError::LimitReached(detail) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "limit-reached",
+                "Limit reached",
+                detail,
+            ),
             other => ApiError::internal(other),
         }
     }

@@ -39,6 +39,10 @@ pub struct HttpConfig {
     pub live_resume_max_points: usize,
     /// Days time series are kept for a tenant that sets no retention (0: forever).
     pub default_retention_days: u32,
+    /// Devices one line-protocol write may create.
+    pub max_auto_devices_per_request: usize,
+    /// Devices line-protocol writes may create per tenant per minute.
+    pub max_auto_devices_per_minute: usize,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }

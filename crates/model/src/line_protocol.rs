@@ -98,6 +98,18 @@ fn escape(s: &str, special: &[char]) -> String {
     out
 }
 
+/// Longest excerpt of a line (or of a value in a reason) an error repeats.
+pub const ECHO_CHARS: usize = 200;
+
+/// `s` cut to [`ECHO_CHARS`] characters, with `…` where it was cut: an error
+/// names what was wrong without echoing a huge input back.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(ECHO_CHARS) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}…", &s[..end]),
+    }
+}
+
 /// A line that could not be parsed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("unable to parse '{text}': {reason}")]
@@ -137,8 +149,8 @@ pub fn parse<'a>(
             Ok(p) => previous = Some(p),
             Err(reason) => out.parsed.errors.push(LineError {
                 line: i + 1,
-                text: text.chars().take(200).collect(),
-                reason,
+                text: clip(text),
+                reason: clip(&reason),
             }),
         }
     }

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// The caller passed something the store cannot use (e.g. a foreign cursor).
     #[error("{0}")]
     Invalid(String),
+    /// A configured limit (devices per tenant, tenants per user) is reached.
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 impl StoreError {

@@ -245,7 +245,7 @@ impl Default for Config {
             login_window_secs: 15 * 60,
             trusted_proxies: Vec::new(),
             http_max_body_bytes: 4 * 1024 * 1024,
-            http_max_connections: 10_000,
+            http_max_connections: 20_000,
             http_header_timeout_secs: 10,
             http_body_timeout_secs: 60,
             reserved_file_descriptors: 256,

@@ -69,7 +69,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tributary_mqtt::describe_metrics();
     let meta = MetaStore::open(&config.data_dir.join("meta.db"))
         .await
-        .context("opening metadata store")?;
+        .context("opening metadata store")?
+        .with_limits(tributary_store::meta::MetaLimits {
+            devices_per_tenant: config.max_devices_per_tenant as u64,
+            tenants_per_user: config.max_tenants_per_user as u64,
+        });
     bootstrap::first_start(&meta, &config).await?;
     let series: Arc<dyn SeriesStore> = match config.series_store {
         SeriesStoreKind::Engine => {
@@ -191,6 +195,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             live_selector_refresh: Duration::from_secs(config.live_selector_refresh_secs.max(1)),
             live_resume_max_points: config.live_resume_max_points,
             default_retention_days: config.retention_days,
+            max_auto_devices_per_request: config.max_auto_devices_per_request,
+            max_auto_devices_per_minute: config.max_auto_devices_per_minute,
             trusted_proxies: config
                 .trusted_proxies
                 .iter()

@@ -62,6 +62,21 @@ pub async fn websocket(
         .on_upgrade(move |socket| run(s, session, socket)))
 }
 
+/// Close code of a message larger than the server takes (RFC 6455 section 7.4.1).
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Whether a WebSocket read failed on the message size limit.
+fn message_too_big(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(tungstenite::Error::Capacity(_)) = err.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Resolves once the server starts shutting down.
 pub(crate) async fn until_shutdown(rx: &mut tokio::sync::watch::Receiver<bool>) {
     loop {
@@ -103,7 +118,13 @@ async fn run(s: AppState, mut session: Session, socket: WebSocket) {
                 },
                 Some(Ok(Message::Binary(_))) => vec![error_msg("bad_request", "send JSON text messages")],
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Err(e)) => {
+                    if message_too_big(&e) {
+                        let _ = tx.send(close_with(Close { code: CLOSE_TOO_BIG, reason: "message too big" })).await;
+                    }
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None => break,
             },
             event = session.next_event() => match event {
                 Some(e) => session.on_event(e),

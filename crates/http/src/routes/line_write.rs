@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -36,11 +37,31 @@ const MAX_NAME: usize = 128;
 /// Devices remembered by series key (per process); cleared wholesale when full.
 const CACHE_ENTRIES: usize = 100_000;
 
-/// Devices by (tenant, series key), so steady writes skip the metadata store.
+/// Devices by (tenant, series key), so steady writes skip the metadata
+/// store; and how many devices each tenant's writes created this minute.
 #[derive(Default)]
-pub struct SeriesDevices(Mutex<HashMap<(TenantId, String), Device>>);
+pub struct SeriesDevices(
+    Mutex<HashMap<(TenantId, String), Device>>,
+    Mutex<HashMap<TenantId, (Instant, usize)>>,
+);
 
 impl SeriesDevices {
+    /// Takes up to `wanted` device creations from the tenant's budget of
+    /// `per_minute`; returns how many were granted.
+    fn take_creations(&self, tenant: TenantId, wanted: usize, per_minute: usize) -> usize {
+        let mut budgets = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        if budgets.len() >= CACHE_ENTRIES {
+            budgets.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
+        }
+        let (start, used) = budgets.entry(tenant).or_insert((Instant::now(), 0));
+        if start.elapsed() >= Duration::from_secs(60) {
+            (*start, *used) = (Instant::now(), 0);
+        }
+        let granted = wanted.min(per_minute.saturating_sub(*used));
+        *used += granted;
+        granted
+    }
+
     fn get(&self, tenant: TenantId, series: &str) -> Option<Device> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(tenant, series.to_string())).cloned()
@@ -339,6 +360,14 @@ async fn write(
             "body is not UTF-8".into(),
         );
     };
+    if text.trim().is_empty() {
+        return error(
+            style,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the body holds no lines to write".into(),
+        );
+    }
     // Points grouped by series (device), in the order written; each
     // series' first good line names its device's labels.
     let line_protocol::Parsed { groups, mut errors } =
@@ -359,7 +388,7 @@ async fn write(
             Err(reason) => {
                 errors.push(LineError {
                     line: 0,
-                    text: series.to_string(),
+                    text: line_protocol::clip(&series),
                     reason,
                 });
                 continue;
@@ -370,8 +399,8 @@ async fn write(
             Ok(Err(v)) => {
                 errors.push(LineError {
                     line: 0,
-                    text: series.to_string(),
-                    reason: v.to_string(),
+                    text: line_protocol::clip(&series),
+                    reason: line_protocol::clip(&v.to_string()),
                 });
                 continue;
             }
@@ -452,6 +481,12 @@ async fn devices_for(
         let key = &first.key;
         if let Some(d) = s.series_devices.get(p.tenant, key) {
             out.insert(key.to_string(), Ok(d));
+        } else if key.chars().any(char::is_control) {
+            // The same rule as for names given to POST /api/v1/devices.
+            out.insert(
+                key.to_string(),
+                Err("series key contains control characters, which device names may not".into()),
+            );
         } else if key.chars().count() > MAX_NAME {
             out.insert(
                 key.to_string(),
@@ -470,12 +505,37 @@ async fn devices_for(
     let mut found = s.meta.devices_by_names(p.tenant, &names).await?;
     if found.len() < missing.len() {
         let have: std::collections::HashSet<&str> = found.iter().map(|d| d.name.as_str()).collect();
-        let new: Vec<NewDevice> = missing
+        let mut new: Vec<NewDevice> = missing
             .iter()
             .filter(|(k, _)| !have.contains(k.as_str()))
             .map(|(k, first)| new_device(k, first))
             .collect();
-        found.extend(s.meta.ensure_devices(p.tenant, &new).await?);
+        // Creation is limited per write and per tenant per minute; the
+        // series beyond either limit are refused, naming it.
+        let (per_write, per_minute) = (
+            s.config.max_auto_devices_per_request,
+            s.config.max_auto_devices_per_minute,
+        );
+        let granted =
+            s.series_devices
+                .take_creations(p.tenant, new.len().min(per_write), per_minute);
+        for (i, refused) in new.split_off(granted).into_iter().enumerate() {
+            let reason = if granted + i >= per_write {
+                format!("one write may create at most {per_write} devices (max_auto_devices_per_request)")
+            } else {
+                format!("this tenant may create at most {per_minute} devices per minute (max_auto_devices_per_minute)")
+            };
+            out.insert(refused.name, Err(reason));
+        }
+        match s.meta.ensure_devices(p.tenant, &new).await {
+            Ok(created) => found.extend(created),
+            Err(StoreError::LimitReached(reason)) => {
+                for d in new {
+                    out.insert(d.name, Err(reason.clone()));
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
     for d in found {
         s.series_devices.put(d.clone(), d.name.clone());

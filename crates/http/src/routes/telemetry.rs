@@ -201,7 +201,9 @@ pub async fn history(
                 .ok_or_else(|| {
                     ApiError::validation(
                         "interval",
-                        "interval must be a positive number of milliseconds",
+                        format!(
+                            "interval must be a whole number of milliseconds from 1 to {MAX_MS}"
+                        ),
                     )
                 })?;
             s.series

@@ -193,6 +193,7 @@ impl MetaStore {
             version: 1,
             created_at: now_ms(),
         };
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO devices (id, tenant_id, name, labels, tags, profile_id, token_hash, token_hint, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -206,15 +207,18 @@ impl MetaStore {
         .bind(&new.token_hash)
         .bind(&device.token_hint)
         .bind(device.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_or(e, "device with this name"))?;
+        self.check_device_limit(&mut tx, tenant).await?;
+        tx.commit().await?;
         Ok(device)
     }
 
     /// Creates, in one transaction, those of `new` whose name the tenant
     /// does not use yet (others are left as they are), then returns every
-    /// named device. Profiles are not checked: these come without one.
+    /// named device. Profiles are not checked: these come without one. None
+    /// is created when all would pass the tenant's device limit.
     pub async fn ensure_devices(
         &self,
         tenant: TenantId,
@@ -238,6 +242,7 @@ impl MetaStore {
             .execute(&mut *tx)
             .await?;
         }
+        self.check_device_limit(&mut tx, tenant).await?;
         tx.commit().await?;
         self.devices_by_names(tenant, &names).await
     }

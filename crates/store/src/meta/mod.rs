@@ -38,6 +38,26 @@ use crate::StoreError;
 #[derive(Clone)]
 pub struct MetaStore {
     pool: SqlitePool,
+    limits: MetaLimits,
+}
+
+/// How much one tenant or user may create; enforced by the store itself,
+/// whichever API asks.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaLimits {
+    /// Devices one tenant may have.
+    pub devices_per_tenant: u64,
+    /// Tenants one user may own.
+    pub tenants_per_user: u64,
+}
+
+impl Default for MetaLimits {
+    fn default() -> Self {
+        Self {
+            devices_per_tenant: 100_000,
+            tenants_per_user: 10,
+        }
+    }
 }
 
 impl MetaStore {
@@ -45,7 +65,37 @@ impl MetaStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let pool = crate::sqlite::open(path, 8, 8 * 1024).await?;
         crate::sqlite::migrate(&pool, schema::STEPS).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            limits: MetaLimits::default(),
+        })
+    }
+
+    /// The same store under other creation limits.
+    pub fn with_limits(self, limits: MetaLimits) -> Self {
+        Self { limits, ..self }
+    }
+
+    /// Fails when the tenant has more devices than its limit; called inside
+    /// the transaction that added them, after the insert, so that it already
+    /// holds SQLite's write lock (a read first would deadlock concurrent
+    /// writers upgrading their locks) and the caller rolls back.
+    async fn check_device_limit(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        tenant: tributary_model::TenantId,
+    ) -> Result<(), StoreError> {
+        let (have,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM devices WHERE tenant_id = ?")
+            .bind(tenant.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+        let max = self.limits.devices_per_tenant;
+        if have.max(0) as u64 > max {
+            return Err(StoreError::LimitReached(format!(
+                "this tenant may have at most {max} devices (max_devices_per_tenant)"
+            )));
+        }
+        Ok(())
     }
 
     /// Checks that the database answers.

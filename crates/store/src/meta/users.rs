@@ -244,6 +244,19 @@ impl MetaStore {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
+        // Counted after the insert, holding the write lock (see
+        // `check_device_limit`); too many rolls the new tenant back.
+        let (owned,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM memberships WHERE user_id = ? AND role = 'owner'")
+                .bind(owner.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        let max = self.limits.tenants_per_user;
+        if owned.max(0) as u64 > max {
+            return Err(StoreError::LimitReached(format!(
+                "you may own at most {max} tenants (max_tenants_per_user)"
+            )));
+        }
         tx.commit().await?;
         Ok(tenant)
     }

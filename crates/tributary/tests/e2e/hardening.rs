@@ -591,3 +591,171 @@ async fn arrays_are_not_taken_for_objects() {
     let (_, d) = api.get(&format!("/api/v1/devices/{id}")).await;
     assert_eq!(d["name"], "keeps-its-name");
 }
+
+/// Devices per tenant, devices created per write and per minute, and
+/// tenants per user are limited from config, with errors that name the limit.
+#[tokio::test]
+async fn device_and_tenant_creation_is_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.env = vec![
+        ("TRIBUTARY_MAX_DEVICES_PER_TENANT", "12".into()),
+        ("TRIBUTARY_MAX_AUTO_DEVICES_PER_REQUEST", "5".into()),
+        ("TRIBUTARY_MAX_AUTO_DEVICES_PER_MINUTE", "8".into()),
+        ("TRIBUTARY_MAX_TENANTS_PER_USER", "2".into()),
+    ];
+    let s = Server::start_with(opts);
+    let api = Api::new(&s.base, &login(&s.base).await);
+    let key = api
+        .must(
+            "POST",
+            "/api/v1/api-keys",
+            Some(json!({"name": "lp", "scope": "write"})),
+            201,
+        )
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let write = |lines: String| {
+        client()
+            .post(format!("{}/api/v2/write", s.base))
+            .header("authorization", format!("Token {key}"))
+            .body(lines)
+            .send()
+    };
+    let lines = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| format!("m,host=h{i} v=1 1700000000000000000\n"))
+            .collect::<String>()
+    };
+    let count = || async {
+        api.get("/api/v1/devices?limit=100").await.1["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // Seven new series in one write: five are created, two refused by name.
+    let res = write(lines(0, 7)).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("max_auto_devices_per_request"), "{text}");
+    assert_eq!(count().await, 5);
+    // Five more: three fit the minute's budget of eight.
+    let text = write(lines(10, 15)).await.unwrap().text().await.unwrap();
+    assert!(text.contains("max_auto_devices_per_minute"), "{text}");
+    assert_eq!(count().await, 8);
+    // Known series still write, whatever the budget.
+    assert_eq!(write(lines(0, 5)).await.unwrap().status(), 204);
+    // Four more by the API reach the tenant's twelve; the next is refused.
+    for i in 0..4 {
+        create_device(&s.base, &api.token, &format!("api-{i}")).await;
+    }
+    let (st, err) = api
+        .post("/api/v1/devices", json!({"name": "one-too-many"}))
+        .await;
+    assert_eq!(st, 403, "{err}");
+    assert_eq!(err["type"], "/problems/limit-reached");
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_devices_per_tenant"),
+        "{err}"
+    );
+    assert_eq!(count().await, 12);
+
+    // The admin owns the first tenant; one more is allowed, then no more.
+    api.must(
+        "POST",
+        "/api/v1/tenants",
+        Some(json!({"name": "second"})),
+        201,
+    )
+    .await;
+    let (st, err) = api.post("/api/v1/tenants", json!({"name": "third"})).await;
+    assert_eq!(st, 403, "{err}");
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_tenants_per_user"),
+        "{err}"
+    );
+}
+
+/// Validation gaps: control characters in series keys, huge inputs echoed
+/// in errors, empty writes, the interval's range, oversized live messages.
+#[tokio::test]
+async fn validation_gaps_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.env = vec![("TRIBUTARY_LIVE_MAX_MESSAGE_BYTES", "1024".into())];
+    let s = Server::start_with(opts);
+    let api = Api::new(&s.base, &login(&s.base).await);
+    let key = api
+        .must(
+            "POST",
+            "/api/v1/api-keys",
+            Some(json!({"name": "lp", "scope": "write"})),
+            201,
+        )
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let write = |lines: String| {
+        client()
+            .post(format!("{}/api/v2/write", s.base))
+            .header("authorization", format!("Token {key}"))
+            .body(lines)
+            .send()
+    };
+    let res = write("bad\u{0}name,t=\u{1b}x v=1\n".into()).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("control characters"));
+    let (_, list) = api.get("/api/v1/devices").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
+
+    let huge = "x".repeat(1_000_000);
+    let res = write(format!("m,t={huge} v=oops\n")).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.len() < 5_000,
+        "a {} byte error echoes the input",
+        text.len()
+    );
+
+    assert_eq!(write(String::new()).await.unwrap().status(), 400);
+
+    let (id, _) = create_device(&s.base, &api.token, "iv").await;
+    let (st, err) = api
+        .get(&format!(
+            "/api/v1/devices/{id}/telemetry?agg=avg&interval=86400000000000"
+        ))
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        !err["detail"].as_str().unwrap().contains("positive"),
+        "{err}"
+    );
+
+    // A live message past the limit is closed with 1009, as RFC 6455 says.
+    let url = format!("ws://{}/api/v1/live?token={}", s.addr(), api.token);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        "y".repeat(4096).into(),
+    ))
+    .await
+    .unwrap();
+    let mut code = None;
+    while let Some(Ok(msg)) = ws.next().await {
+        if let tokio_tungstenite::tungstenite::Message::Close(frame) = msg {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(1009));
+}

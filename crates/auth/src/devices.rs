@@ -43,7 +43,10 @@ impl Authenticator {
         Ok(Some(device))
     }
 
-    /// The device whose MQTT credentials these are (and whose client-id binding holds).
+    /// The device whose MQTT credentials these are (and whose client-id
+    /// binding holds). Usernames are unique per tenant only, so every device
+    /// of that name is tried; the password decides, and two that both match
+    /// (which [`Authenticator::mqtt_credentials_clash`] prevents) match none.
     pub async fn device_by_mqtt(
         &self,
         username: &str,
@@ -60,14 +63,40 @@ impl Authenticator {
             return Ok(bound(&d).then_some(d));
         }
         let generation = self.device_generation.load(Ordering::Acquire);
-        let Some((device, phc)) = self.meta.device_by_mqtt_username(username).await? else {
+        let mut matched = None;
+        for (device, phc) in self.meta.devices_by_mqtt_username(username).await? {
+            if Self::verify_password(pw, phc).await? {
+                if matched.is_some() {
+                    tracing::warn!(
+                        "MQTT credentials of two tenants' devices are identical; refused"
+                    );
+                    return Ok(None);
+                }
+                matched = Some(device);
+            }
+        }
+        let Some(device) = matched else {
             return Ok(None);
         };
-        if !Self::verify_password(pw, phc).await? {
-            return Ok(None);
-        }
         self.cache(key, &device, generation);
         Ok(bound(&device).then_some(device))
+    }
+
+    /// Whether a device of another tenant than `tenant` already has this
+    /// username and password, so that setting them would make a CONNECT
+    /// ambiguous. Tells nothing to a caller who does not know that password.
+    pub async fn mqtt_credentials_clash(
+        &self,
+        tenant: tributary_model::TenantId,
+        username: &str,
+        pw: &str,
+    ) -> Result<bool, AuthError> {
+        for (device, phc) in self.meta.devices_by_mqtt_username(username).await? {
+            if device.tenant != tenant && Self::verify_password(pw, phc).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Drops a device's cached credentials (after delete, rotation or a credential change).

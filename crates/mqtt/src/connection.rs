@@ -107,9 +107,9 @@ async fn authenticate(
     {
         Ok(Some(d)) => {
             // Remember the hash the password matched: a changed password ends the connection.
-            let hash = match state.meta.device_by_mqtt_username(username).await {
-                Ok(Some((_, hash))) => hash,
-                _ => return None,
+            let hash = match state.meta.devices_by_mqtt_username(username).await {
+                Ok(found) => found.into_iter().find(|(c, _)| c.id == d.id)?.1,
+                Err(_) => return None,
             };
             Some(Peer::Device(
                 d,
@@ -446,9 +446,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 !matches!(self.state.auth.device(token).await, Ok(None))
             }
             Peer::Device(d, DeviceCredential::Mqtt(username, hash)) => {
-                match self.state.meta.device_by_mqtt_username(username).await {
-                    Ok(Some((now, now_hash))) => now.id == d.id && now_hash == *hash,
-                    Ok(None) => false,
+                match self.state.meta.devices_by_mqtt_username(username).await {
+                    Ok(found) => found
+                        .iter()
+                        .any(|(now, now_hash)| now.id == d.id && now_hash == hash),
                     Err(_) => true,
                 }
             }

@@ -442,6 +442,14 @@ pub async fn set_mqtt(
         validate::text("client_id", c, 128)?;
     }
     let hash = Authenticator::hash_device_password(&req.password).await?;
+    if s.auth
+        .mqtt_credentials_clash(p.tenant, &req.username, &req.password)
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "these MQTT credentials cannot be used; choose another password",
+        ));
+    }
     let creds = MqttCredentials {
         username: req.username,
         client_id: req.client_id,

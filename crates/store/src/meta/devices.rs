@@ -125,7 +125,7 @@ impl<T> Updated<T> {
 }
 
 const COLUMNS: &str =
-    "id, tenant_id, name, labels, tags, profile_id, token_hint, mqtt_username, mqtt_client_id, version, created_at";
+    "id, tenant_id, name, labels, tags, profile_id, token_hint, mqtt_login, mqtt_client_id, version, created_at";
 
 fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} {v:?}"))
@@ -136,7 +136,7 @@ fn device_from(r: &SqliteRow) -> Result<Device, StoreError> {
     let tenant: String = r.try_get("tenant_id")?;
     let labels: String = r.try_get("labels")?;
     let tags: String = r.try_get("tags")?;
-    let mqtt_username: Option<String> = r.try_get("mqtt_username")?;
+    let mqtt_username: Option<String> = r.try_get("mqtt_login")?;
     Ok(Device {
         id: id.parse().map_err(|_| corrupt("device id", &id))?,
         tenant: tenant.parse().map_err(|_| corrupt("tenant id", &tenant))?,
@@ -395,25 +395,27 @@ impl MetaStore {
         row.as_ref().map(device_from).transpose()
     }
 
-    /// The device with this MQTT username, and its password hash.
-    pub async fn device_by_mqtt_username(
+    /// The devices (one per tenant at most) with this MQTT username, each
+    /// with its password hash, oldest first.
+    pub async fn devices_by_mqtt_username(
         &self,
         username: &str,
-    ) -> Result<Option<(Device, String)>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS}, mqtt_password_hash FROM devices WHERE mqtt_username = ?"
+    ) -> Result<Vec<(Device, String)>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS}, mqtt_password_hash FROM devices WHERE mqtt_login = ? ORDER BY created_at, id"
         ))
         .bind(username)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok((
-                device_from(&r)?,
-                r.try_get::<Option<String>, _>("mqtt_password_hash")?
-                    .unwrap_or_default(),
-            ))
-        })
-        .transpose()
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    device_from(r)?,
+                    r.try_get::<Option<String>, _>("mqtt_password_hash")?
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
     }
 
     /// Replaces a device's access token; the old one stops matching at once.
@@ -452,7 +454,7 @@ impl MetaStore {
             None => (None, None, None),
         };
         let res = sqlx::query(
-            "UPDATE devices SET mqtt_username = ?, mqtt_client_id = ?, mqtt_password_hash = ?, version = version + 1 \
+            "UPDATE devices SET mqtt_login = ?, mqtt_client_id = ?, mqtt_password_hash = ?, version = version + 1 \
              WHERE tenant_id = ? AND id = ?",
         )
         .bind(user)

@@ -127,3 +127,43 @@ impl MetaStore {
         Ok(res.rows_affected() > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database from before per-tenant MQTT usernames keeps its devices'
+    /// credentials after the upgrade.
+    #[tokio::test]
+    async fn mqtt_usernames_survive_the_move_to_per_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let pool = crate::sqlite::open(&path, 1, 1024).await.unwrap();
+            crate::sqlite::migrate(&pool, &schema::STEPS[..2])
+                .await
+                .unwrap();
+            let tenant = tributary_model::TenantId::new().to_string();
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, 't', 0)")
+                .bind(&tenant)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO devices (id, tenant_id, name, token_hash, token_hint, mqtt_username, mqtt_password_hash, created_at) \
+                 VALUES (?, ?, 'd', 'h', 'x', 'plc', 'phc', 0)",
+            )
+            .bind(tributary_model::DeviceId::new().to_string())
+            .bind(&tenant)
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let meta = MetaStore::open(&path).await.unwrap();
+        let found = meta.devices_by_mqtt_username("plc").await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, "phc");
+        assert_eq!(found[0].0.mqtt.as_ref().unwrap().username, "plc");
+    }
+}

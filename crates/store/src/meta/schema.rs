@@ -121,4 +121,13 @@ CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
     r#"
 ALTER TABLE tenants ADD COLUMN retention_days INTEGER;
 "#,
+    // MQTT usernames are unique per tenant, not across tenants (a global
+    // conflict told one tenant what another had chosen). `mqtt_username`
+    // with its global UNIQUE stays, always NULL, since SQLite cannot drop it.
+    r#"
+ALTER TABLE devices ADD COLUMN mqtt_login TEXT;
+UPDATE devices SET mqtt_login = mqtt_username, mqtt_username = NULL WHERE mqtt_username IS NOT NULL;
+CREATE UNIQUE INDEX devices_mqtt_login ON devices (tenant_id, mqtt_login);
+CREATE INDEX devices_mqtt_login_any ON devices (mqtt_login);
+"#,
 ];

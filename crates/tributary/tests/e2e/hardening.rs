@@ -759,3 +759,62 @@ async fn validation_gaps_are_closed() {
     }
     assert_eq!(code, Some(1009));
 }
+
+/// MQTT usernames are unique per tenant: another tenant may choose the same
+/// one (no 409 tells what it uses), each device logs in as itself, and only
+/// identical username and password across tenants is refused.
+#[tokio::test]
+async fn mqtt_usernames_are_per_tenant() {
+    use rumqttc::mqttbytes::v4::Publish;
+    use rumqttc::mqttbytes::QoS;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let a = Api::new(&s.base, &login(&s.base).await);
+    let b = second_tenant(&a, "tenant-b").await;
+    let (da, _) = create_device(&s.base, &a.token, "plc-a").await;
+    let (db, _) = create_device(&s.base, &b.token, "plc-b").await;
+    let set = |api: &Api, id: &str, password: &str| {
+        let (api, id, password) = (api.clone(), id.to_string(), password.to_string());
+        async move {
+            api.call(
+                "PUT",
+                &format!("/api/v1/devices/{id}/mqtt-credentials"),
+                Some(json!({"username": "plc", "password": password})),
+            )
+            .await
+        }
+    };
+    assert_eq!(set(&a, &da, "password-of-a").await.0, 200);
+    assert_eq!(set(&b, &db, "password-of-b").await.0, 200);
+    // The same username twice in one tenant is still a conflict.
+    let (dup, _) = create_device(&s.base, &b.token, "plc-b2").await;
+    assert_eq!(set(&b, &dup, "another-password").await.0, 409);
+    // Identical credentials to another tenant's would be ambiguous.
+    let (st, err) = set(&b, &dup, "password-of-a").await;
+    assert_eq!(st, 409, "{err}");
+
+    for (password, api, id, value) in [("password-of-a", &a, &da, 1), ("password-of-b", &b, &db, 2)]
+    {
+        let (mut raw, ack) =
+            Raw::connect_with(&s.mqtt, &format!("c{value}"), "plc", true, 30, password);
+        assert!(
+            matches!(ack, Packet::ConnAck(ref c) if c.code == rumqttc::mqttbytes::v4::ConnectReturnCode::Success),
+            "{ack:?}"
+        );
+        let mut p = Publish::new(
+            "v1/devices/me/telemetry",
+            QoS::AtLeastOnce,
+            format!("{{\"v\":{value}}}"),
+        );
+        p.pkid = 1;
+        raw.send(Packet::Publish(p));
+        assert!(matches!(raw.read(), Some(Packet::PubAck(_))));
+        let (_, latest) = api.get(&format!("/api/v1/devices/{id}/latest")).await;
+        assert_eq!(latest["v"]["value"], json!(value), "{latest}");
+    }
+    let (_, ack) = Raw::connect_with(&s.mqtt, "c3", "plc", true, 30, "wrong-password");
+    assert!(
+        matches!(ack, Packet::ConnAck(ref c) if c.code != rumqttc::mqttbytes::v4::ConnectReturnCode::Success),
+        "{ack:?}"
+    );
+}

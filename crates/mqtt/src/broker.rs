@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::router::Router;
 use crate::rpc::Calls;
 use crate::session::{Delivery, Message, QueueLimits, Session, Space, SubOptions};
+use crate::shared::{self, SharedGroups};
 use crate::topic;
 
 /// Limits of the broker; all come from the server configuration.
@@ -48,6 +49,7 @@ pub enum SubscribeError {
 #[derive(Default)]
 struct SpaceState {
     router: Router,
+    shared: SharedGroups,
     retained: HashMap<String, Arc<Message>>,
     /// Payload bytes of the retained messages.
     retained_bytes: usize,
@@ -117,7 +119,7 @@ impl Broker {
                 let kicked = old.attach(conn, expiry);
                 return Some((old, true, kicked));
             }
-            drop_session(&mut inner, &old);
+            drop_session(&mut inner, &old, &self.limits);
         }
         let count = inner.per_space.get(&space).copied().unwrap_or(0);
         if count >= self.limits.max_sessions_per_tenant {
@@ -134,7 +136,7 @@ impl Broker {
     /// Ends `session` now: its subscriptions go, queued messages are dropped.
     pub fn discard(&self, session: &Arc<Session>) {
         let mut inner = self.lock();
-        drop_session(&mut inner, session);
+        drop_session(&mut inner, session, &self.limits);
         metrics::gauge!("tributary_mqtt_sessions").set(inner.sessions.len() as f64);
     }
 
@@ -158,6 +160,11 @@ impl Broker {
             existed
         };
         let space = inner.spaces.entry(session.space).or_default();
+        if let Some(Ok((_, inner_filter))) = shared::parse(filter) {
+            // A shared subscription gets no retained messages (MQTT 5 4.8.2).
+            space.shared.insert(filter, inner_filter, session, opts);
+            return Ok(Vec::new());
+        }
         space.router.insert(filter, session, opts);
         let send = match retain_rule {
             RetainForwardRule::OnEverySubscribe => true,
@@ -180,10 +187,13 @@ impl Broker {
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
         let mut inner = self.lock();
         session.lock().subs.remove(filter);
-        inner
-            .spaces
-            .get_mut(&session.space)
-            .is_some_and(|s| s.router.remove(filter, session.serial))
+        inner.spaces.get_mut(&session.space).is_some_and(|s| {
+            if shared::parse(filter).is_some() {
+                s.shared.remove(filter, session.serial)
+            } else {
+                s.router.remove(filter, session.serial)
+            }
+        })
     }
 
     /// Routes a message to every matching session in `space` (and keeps or
@@ -209,7 +219,7 @@ impl Broker {
                     tracing::warn!(topic = %msg.topic, "retained message limit reached; not retained");
                 }
             }
-            state.router.matches(&msg.topic)
+            state.matching(&msg.topic)
         };
         self.fan_out(&msg, &matched)
     }
@@ -223,8 +233,8 @@ impl Broker {
         qos: QoS,
         payload: impl FnOnce() -> String,
     ) -> usize {
-        let matched = match self.lock().spaces.get(&space) {
-            Some(s) if s.router.len() > 0 => s.router.matches(&topic),
+        let matched = match self.lock().spaces.get_mut(&space) {
+            Some(s) if s.router.len() > 0 || !s.shared.is_empty() => s.matching(&topic),
             _ => return 0,
         };
         if matched.is_empty() {
@@ -235,9 +245,9 @@ impl Broker {
     }
 
     /// Queues `msg` on every matched session (but the publisher's own no-local ones).
-    fn fan_out(&self, msg: &Arc<Message>, matched: &[(Arc<Session>, SubOptions)]) -> usize {
+    fn fan_out(&self, msg: &Arc<Message>, matched: &[Matched]) -> usize {
         let mut delivered = 0;
-        for (session, opts) in matched {
+        for (session, opts, shared) in matched {
             if opts.no_local && session.serial == msg.origin {
                 continue;
             }
@@ -249,6 +259,7 @@ impl Broker {
                     qos: min_qos(msg.qos, opts.qos),
                     retain: msg.retain && opts.retain_as_published,
                     ids: opts.ids(),
+                    shared: shared.clone(),
                 },
             );
         }
@@ -262,7 +273,13 @@ impl Broker {
             let st = session.lock();
             st.subs
                 .iter()
-                .filter(|(f, _)| topic::matches(f, &msg.topic))
+                .filter(|(f, _)| {
+                    let filter = match shared::parse(f) {
+                        Some(Ok((_, inner))) => inner,
+                        _ => f.as_str(),
+                    };
+                    topic::matches(filter, &msg.topic)
+                })
                 .map(|(_, o)| o.qos)
                 .reduce(|a, b| if b > a { b } else { a })
         };
@@ -274,6 +291,7 @@ impl Broker {
                 msg: Arc::new(msg),
                 retain: false,
                 ids: Vec::new(),
+                shared: None,
             },
         )
     }
@@ -306,7 +324,7 @@ impl Broker {
             .cloned()
             .collect();
         for s in &expired {
-            drop_session(&mut inner, s);
+            drop_session(&mut inner, s, &self.limits);
         }
         for space in inner.spaces.values_mut() {
             let mut freed = 0;
@@ -331,7 +349,33 @@ impl Broker {
     }
 }
 
-fn drop_session(inner: &mut Inner, session: &Arc<Session>) {
+/// A session a message goes to, with the options it subscribed with and the
+/// shared subscription it came through (if any).
+type Matched = (Arc<Session>, SubOptions, Option<Arc<str>>);
+
+impl SpaceState {
+    /// Every session `topic` goes to: each matching plain subscription, and
+    /// one member in turn of each matching shared group.
+    fn matching(&mut self, topic: &str) -> Vec<Matched> {
+        let mut out: Vec<Matched> = self
+            .router
+            .matches(topic)
+            .into_iter()
+            .map(|(s, o)| (s, o, None))
+            .collect();
+        if !self.shared.is_empty() {
+            out.extend(
+                self.shared
+                    .pick(topic)
+                    .into_iter()
+                    .map(|(s, o, k)| (s, o, Some(k))),
+            );
+        }
+        out
+    }
+}
+
+fn drop_session(inner: &mut Inner, session: &Arc<Session>, limits: &BrokerLimits) {
     let key = (session.space, session.client_id.clone());
     if inner
         .sessions
@@ -347,9 +391,38 @@ fn drop_session(inner: &mut Inner, session: &Arc<Session>) {
         }
     }
     let filters: Vec<String> = session.lock().subs.drain().map(|(f, _)| f).collect();
-    if let Some(space) = inner.spaces.get_mut(&session.space) {
-        for f in filters {
+    let Some(space) = inner.spaces.get_mut(&session.space) else {
+        return;
+    };
+    for f in filters {
+        if shared::parse(&f).is_some() {
+            space.shared.remove(&f, session.serial);
+        } else {
             space.router.remove(&f, session.serial);
+        }
+    }
+    // What it had not acknowledged of its shared subscriptions goes to
+    // another member of each group (MQTT 5 4.8.2), with the group's QoS.
+    for d in session.take_shared_unacknowledged() {
+        let Some(key) = d.shared.clone() else {
+            continue;
+        };
+        if let Some((other, opts, key)) = space.shared.pick_other(&key, session.serial) {
+            let redelivery = Delivery {
+                qos: min_qos(d.msg.qos, opts.qos),
+                shared: Some(key),
+                ..d
+            };
+            let ok = other.enqueue(
+                redelivery,
+                QueueLimits {
+                    messages: limits.max_queued,
+                    qos0_bytes: limits.max_queued_qos0_bytes,
+                },
+            );
+            if !ok {
+                metrics::counter!("tributary_mqtt_messages_dropped_total").increment(1);
+            }
         }
     }
 }

@@ -218,7 +218,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         user_properties: Vec::new(),
         wildcard_subscription_available: Some(1),
         subscription_identifiers_available: Some(1),
-        shared_subscription_available: Some(0),
+        shared_subscription_available: Some(1),
         server_keep_alive: None,
         response_information: None,
         server_reference: None,
@@ -866,6 +866,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     qos,
                     retain: true,
                     ids,
+                    shared: None,
                 },
             );
         }
@@ -890,8 +891,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 if p.require(Action::Read).is_err() {
                     return SubscribeReasonCode::NotAuthorized;
                 }
-                if f.path.starts_with("$share/") {
-                    return SubscribeReasonCode::SharedSubscriptionsNotSupported;
+                if crate::shared::parse(&f.path).is_some_and(|p| p.is_err()) {
+                    return SubscribeReasonCode::TopicFilterInvalid;
                 }
             }
         }

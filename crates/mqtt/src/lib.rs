@@ -15,6 +15,7 @@ mod listener;
 mod router;
 mod rpc;
 mod session;
+mod shared;
 mod topic;
 
 pub use broker::{Broker, BrokerLimits};

@@ -113,6 +113,9 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription identifiers that matched.
     pub ids: Vec<usize>,
+    /// The shared subscription it came through (`$share/...`), if any: when
+    /// this session ends before acknowledging it, another member gets it.
+    pub shared: Option<Arc<str>>,
 }
 
 impl Delivery {
@@ -374,6 +377,37 @@ impl Session {
         }
     }
 
+    /// Takes the QoS 1/2 deliveries of shared subscriptions this session has
+    /// not acknowledged (queued, or sent and not acknowledged), for another
+    /// member of their groups. A QoS 2 delivery the client has PUBREC'd was
+    /// received and stays.
+    pub fn take_shared_unacknowledged(&self) -> Vec<Delivery> {
+        let mut st = self.lock();
+        let reliable = |d: &Delivery| d.shared.is_some() && d.qos != QoS::AtMostOnce;
+        let mut out: Vec<Delivery> = Vec::new();
+        let unacked: Vec<u16> = st
+            .inflight
+            .iter()
+            .filter(|(_, f)| !f.released && reliable(&f.delivery))
+            .map(|(pkid, _)| *pkid)
+            .collect();
+        for pkid in unacked {
+            if let Some(f) = st.inflight.remove(&pkid) {
+                out.push(f.delivery);
+            }
+        }
+        let queue = std::mem::take(&mut st.queue);
+        for d in queue {
+            if reliable(&d) {
+                st.reliable -= 1;
+                out.push(d);
+            } else {
+                st.queue.push_back(d);
+            }
+        }
+        out
+    }
+
     /// Messages waiting and in flight.
     pub fn backlog(&self) -> (usize, usize) {
         let st = self.lock();
@@ -409,6 +443,7 @@ mod tests {
             qos,
             retain: false,
             ids: vec![],
+            shared: None,
         }
     }
 

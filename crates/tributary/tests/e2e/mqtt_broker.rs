@@ -121,6 +121,16 @@ async fn tenant_broker_routes_within_a_tenant_only() {
 }
 
 #[tokio::test]
+async fn shared_subscriptions_spread_messages_and_redeliver() {
+    if !have_paho() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = setup(dir.path(), vec![]).await;
+    scenario("shared_subscriptions", &t.ctx);
+}
+
+#[tokio::test]
 async fn persistent_sessions_take_over_and_wills() {
     if !have_paho() || !have_command("mosquitto_sub") {
         return;

@@ -122,11 +122,11 @@ impl Authenticator {
         (t, h, hint)
     }
 
-    /// Hashes an MQTT password (argon2id) on a blocking thread; any length of 8+ is allowed.
+    /// Hashes an MQTT password (argon2id) on a blocking thread; 8 to 1024 characters.
     pub async fn hash_device_password(pw: &str) -> Result<String, AuthError> {
-        if pw.len() < 8 || pw.len() > 1024 {
+        if !(8..=1024).contains(&pw.chars().count()) {
             return Err(AuthError::WeakPassword(
-                "MQTT password must be 8 to 1024 bytes".into(),
+                "MQTT password must be 8 to 1024 characters".into(),
             ));
         }
         let pw = pw.to_string();

@@ -19,11 +19,13 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
+    #[schema(schema_with = crate::validate::schema::name)]
     name: String,
     /// read, write or admin.
+    #[schema(schema_with = crate::validate::schema::key_scope)]
     scope: String,
-    /// Expiry (ms since the epoch); never when omitted.
-    #[serde(default)]
+    /// Expiry (ms since the epoch), in the future; never when omitted.
+    #[serde(default, deserialize_with = "crate::validate::whole::option")]
     expires_at: Option<i64>,
 }
 

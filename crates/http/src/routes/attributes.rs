@@ -25,7 +25,7 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 #[derive(Serialize, ToSchema)]
 pub struct AttributeView {
     /// Any JSON value.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::validate::schema::any)]
     value: serde_json::Value,
     /// Last update (ms).
     updated_at: i64,
@@ -44,6 +44,7 @@ pub struct AttributesView {
 #[into_params(parameter_in = Query)]
 pub struct AttributeQuery {
     /// Comma-separated scopes (client, server, shared); all when omitted.
+    #[param(pattern = "^\\s*(client|server|shared)?\\s*(,\\s*(client|server|shared)?\\s*)*$")]
     scope: Option<String>,
     /// Comma-separated keys; all when omitted.
     keys: Option<String>,
@@ -54,6 +55,7 @@ pub struct AttributeQuery {
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Comma-separated keys (required).
+    #[param(required = true, pattern = "[^,\\s]")]
     keys: Option<String>,
 }
 
@@ -155,8 +157,8 @@ pub async fn get(
 
 /// Set server or shared attributes (`{"key": value, …}`); client attributes come from the device.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/attributes/{scope}", tag = "attributes", security(("bearer" = [])),
-    request_body(content = Object, description = "Attribute keys and JSON values"),
-    params(("id" = String, Path, description = "Device id"), ("scope" = String, Path, description = "server or shared")),
+    request_body(content = AttributeValues, description = "Attribute keys and JSON values"),
+    params(("id" = String, Path, description = "Device id"), ("scope" = String, Path, description = "server or shared", pattern = "^(server|shared)$")),
     responses((status = 204), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn set(
     State(s): State<AppState>,
@@ -198,7 +200,7 @@ pub async fn set(
 
 /// Delete attributes of one scope by key.
 #[utoipa::path(delete, path = "/api/v1/devices/{id}/attributes/{scope}", tag = "attributes", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Device id"), ("scope" = String, Path, description = "client, server or shared"), DeleteQuery),
+    params(("id" = String, Path, description = "Device id"), ("scope" = String, Path, description = "client, server or shared", pattern = "^(client|server|shared)$"), DeleteQuery),
     responses((status = 204), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn delete(
     State(s): State<AppState>,
@@ -242,3 +244,38 @@ pub async fn delete(
     .await;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The body of an attribute write: 1 to 1000 keys as [`crate::validate::key`], any JSON
+/// value but null.
+pub struct AttributeValues;
+
+impl utoipa::PartialSchema for AttributeValues {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{RefOr, Schema};
+        let not_null = Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::String,
+                    Type::Number,
+                    Type::Integer,
+                    Type::Boolean,
+                    Type::Object,
+                    Type::Array,
+                ]))
+                .build(),
+        );
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property_names(Some(crate::validate::schema::key()))
+                .additional_properties(Some(RefOr::T(not_null)))
+                .min_properties(Some(1))
+                .max_properties(Some(MAX_ATTRIBUTES))
+                .description(Some("Attribute keys and JSON values (not null)"))
+                .build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for AttributeValues {}

@@ -56,8 +56,10 @@ pub struct AuditList {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// 1–1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<i64>)]
     cursor: Option<String>,
     /// Only this action, e.g. `device.create`.
     action: Option<String>,
@@ -68,8 +70,10 @@ pub struct AuditQuery {
     /// Only this actor, e.g. `user:<id>`.
     actor: Option<String>,
     /// Not before (ms).
+    #[param(value_type = Option<i64>)]
     from: Option<String>,
     /// Not after (ms).
+    #[param(value_type = Option<i64>)]
     to: Option<String>,
 }
 

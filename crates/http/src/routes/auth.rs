@@ -63,6 +63,7 @@ pub struct PasswordChange {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchTenant {
+    #[schema(format = Uuid)]
     tenant_id: String,
 }
 

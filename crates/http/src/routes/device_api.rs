@@ -97,7 +97,7 @@ pub async fn telemetry(
 /// Report client attributes: `{"firmware":"1.2","serial":"A1"}`.
 #[utoipa::path(post, path = "/api/v1/{token}/attributes", tag = "device-api",
     params(("token" = String, Path, description = "The device's access token")),
-    request_body(content = Object, description = "Attribute keys and JSON values"),
+    request_body(content = super::attributes::AttributeValues, description = "Attribute keys and JSON values"),
     responses((status = 200), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 413, body = ApiError)))]
 pub async fn post_attributes(
     State(s): State<AppState>,

@@ -27,12 +27,15 @@ const MAX_NAME: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct CreateDevice {
     /// Unique within the tenant, at most 128 characters.
+    #[schema(schema_with = crate::validate::schema::name)]
     name: String,
     /// Key/value labels, e.g. `{"site":"berlin"}`.
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::labels)]
     labels: BTreeMap<String, String>,
     /// Free-form tags.
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::tags)]
     tags: Vec<String>,
     /// Id of a device profile whose key schema applies at ingest.
     #[serde(default)]
@@ -44,10 +47,13 @@ pub struct CreateDevice {
 #[serde(deny_unknown_fields)]
 pub struct UpdateDevice {
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::name_or_null)]
     name: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::labels_or_null)]
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::tags_or_null)]
     tags: Option<Vec<String>>,
     /// A profile id, or null to remove the profile.
     #[serde(default, with = "double_option")]
@@ -124,10 +130,12 @@ pub struct DeviceList {
 #[into_params(parameter_in = Query)]
 pub struct DeviceQuery {
     /// 1–1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// `name`, `created_at` (default), or either with `-` for descending.
+    #[param(pattern = "^-?(name|created_at)$")]
     sort: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
@@ -141,6 +149,7 @@ pub struct DeviceFilterParams {
     /// Name contains this (case-insensitive).
     name: Option<String>,
     /// Label selector `key=value`; several joined with `,` must all match.
+    #[param(schema_with = crate::validate::schema::label_selector)]
     label: Option<String>,
     /// Has this tag.
     tag: Option<String>,
@@ -181,12 +190,15 @@ impl DeviceFilterParams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetMqtt {
-    /// Unique across the installation, 1–128 characters.
+    /// Unique within the tenant, 1–128 characters.
+    #[schema(schema_with = crate::validate::schema::name)]
     username: String,
-    /// 8–1024 bytes; stored as an argon2id hash.
+    /// 8–1024 characters; stored as an argon2id hash.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
     /// When set, only this MQTT client id may use the credentials.
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::name_or_null)]
     client_id: Option<String>,
 }
 
@@ -327,7 +339,7 @@ pub async fn get(
 
 /// Change a device. Send `If-Match` with the ETag you read to refuse lost updates (412).
 #[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])), request_body = UpdateDevice,
-    params(("id" = String, Path, description = "Device id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
+    params(("id" = String, Path, description = "Device id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous read", pattern = "^(\\*|(W/)?\"v[0-9]{1,18}\")$")),
     responses((status = 200, body = DeviceView, headers(("ETag" = String))), (status = 400, body = ApiError), (status = 401, body = ApiError),
               (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 412, body = ApiError)))]
 pub async fn update(

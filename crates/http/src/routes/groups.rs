@@ -20,8 +20,10 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
+    #[schema(schema_with = crate::validate::schema::name)]
     name: String,
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::description)]
     description: Option<String>,
 }
 
@@ -30,10 +32,11 @@ pub struct CreateGroup {
 #[serde(deny_unknown_fields)]
 pub struct UpdateGroup {
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::name_or_null)]
     name: Option<String>,
     /// A description, or null to remove it.
     #[serde(default, with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::validate::schema::description)]
     description: Option<Option<String>>,
 }
 
@@ -148,7 +151,7 @@ pub async fn get(
 
 /// Change a group (`If-Match` supported).
 #[utoipa::path(patch, path = "/api/v1/groups/{id}", tag = "groups", security(("bearer" = [])), request_body = UpdateGroup,
-    params(("id" = String, Path, description = "Group id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
+    params(("id" = String, Path, description = "Group id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous read", pattern = "^(\\*|(W/)?\"v[0-9]{1,18}\")$")),
     responses((status = 200, body = GroupView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
               (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 412, body = ApiError)))]
 pub async fn update(

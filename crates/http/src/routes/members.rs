@@ -51,12 +51,15 @@ pub struct MemberList {
 #[into_params(parameter_in = Query)]
 pub struct MemberQuery {
     /// 1–1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// `name` (email), `created_at`, or either with `-` for descending.
+    #[param(pattern = "^-?(name|created_at)$")]
     sort: Option<String>,
     /// Only this role.
+    #[param(schema_with = crate::validate::schema::role)]
     role: Option<String>,
     /// Email contains this.
     email: Option<String>,
@@ -67,6 +70,7 @@ pub struct MemberQuery {
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     /// owner, admin, editor or viewer.
+    #[schema(schema_with = crate::validate::schema::role)]
     role: String,
 }
 
@@ -74,11 +78,14 @@ pub struct RoleChange {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvite {
+    #[schema(schema_with = crate::validate::schema::email)]
     email: String,
     /// owner, admin, editor or viewer.
+    #[schema(schema_with = crate::validate::schema::role)]
     role: String,
     /// Lifetime in seconds (60 to 30 days; default 7 days).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole::option")]
+    #[schema(minimum = 60, maximum = 2592000)]
     expires_in: Option<i64>,
 }
 

@@ -37,10 +37,12 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1–1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// `name`, `created_at`, or either with `-` for descending.
+    #[param(pattern = "^-?(name|created_at)$")]
     sort: Option<String>,
 }
 
@@ -49,10 +51,12 @@ pub struct PageQuery {
 #[into_params(parameter_in = Query)]
 pub struct NamedPageQuery {
     /// 1–1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// `name`, `created_at`, or either with `-` for descending.
+    #[param(pattern = "^-?(name|created_at)$")]
     sort: Option<String>,
     /// Name contains this (case-insensitive).
     name: Option<String>,
@@ -131,8 +135,15 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route [`router`] serves.
 pub fn openapi_document() -> Document {
-    let (_, mut doc) = api().split_for_parts();
+    let (_, doc) = api().split_for_parts();
+    finish(doc)
+}
+
+/// What the route table's document still needs to say exactly what the
+/// server does: unique operation ids and the error contract.
+fn finish(mut doc: Document) -> Document {
     unique_operation_ids(&mut doc);
+    crate::openapi::error_contract(&mut doc);
     doc
 }
 
@@ -164,8 +175,8 @@ fn unique_operation_ids(doc: &mut Document) {
 /// Every route Tributary serves over HTTP.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let (routes, mut doc) = api().split_for_parts();
-    unique_operation_ids(&mut doc);
+    let (routes, doc) = api().split_for_parts();
+    let doc = finish(doc);
     let doc = ops::OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_default()));
     routes
         .route("/mqtt", axum::routing::get(crate::mqtt_ws::mqtt_ws))

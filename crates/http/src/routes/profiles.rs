@@ -21,8 +21,10 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProfile {
+    #[schema(schema_with = crate::validate::schema::name)]
     name: String,
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::description)]
     description: Option<String>,
     /// The key schema.
     #[serde(default)]
@@ -34,10 +36,11 @@ pub struct CreateProfile {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfile {
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::name_or_null)]
     name: Option<String>,
     /// A description, or null to remove it.
     #[serde(default, with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::validate::schema::description)]
     description: Option<Option<String>>,
     #[serde(default)]
     schema: Option<ProfileSchema>,
@@ -185,7 +188,7 @@ pub async fn get(
 
 /// Change a profile (`If-Match` supported); new batches are checked against the new schema.
 #[utoipa::path(patch, path = "/api/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])), request_body = UpdateProfile,
-    params(("id" = String, Path, description = "Profile id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
+    params(("id" = String, Path, description = "Profile id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous read", pattern = "^(\\*|(W/)?\"v[0-9]{1,18}\")$")),
     responses((status = 200, body = ProfileView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
               (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 412, body = ApiError)))]
 pub async fn update(

@@ -25,12 +25,14 @@ const MAX_TIMEOUT_MS: u64 = 60_000;
 #[serde(deny_unknown_fields)]
 pub struct RpcRequest {
     /// Method name the device understands, e.g. `setGpio`.
+    #[schema(min_length = 1, max_length = 255)]
     method: String,
     /// Parameters (any JSON; default `{}`).
     #[serde(default)]
     params: Option<serde_json::Value>,
     /// Milliseconds to wait for the answer (default 10000, at most 60000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::whole::option")]
+    #[schema(minimum = 1, maximum = 60000)]
     timeout_ms: Option<u64>,
     /// Do not wait for an answer: 202 once the request is queued for the device.
     #[serde(default)]
@@ -56,7 +58,7 @@ pub async fn call(
 ) -> Result<Response, ApiError> {
     let p = auth.require(Action::Write)?;
     let device = find(&s, p.tenant, &id).await?;
-    if req.method.is_empty() || req.method.len() > 255 {
+    if !(1..=255).contains(&req.method.chars().count()) {
         return Err(ApiError::validation("method", "1 to 255 characters"));
     }
     let timeout_ms = req.timeout_ms.unwrap_or(10_000);

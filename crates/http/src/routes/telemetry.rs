@@ -25,16 +25,22 @@ pub struct HistoryParams {
     /// Comma-separated keys; every key of the device when omitted.
     keys: Option<String>,
     /// Inclusive lower bound (ms since the epoch); default 0.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 9223372036854.0)]
     from: Option<String>,
     /// Inclusive upper bound (ms); default: no bound.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 9223372036854.0)]
     to: Option<String>,
-    /// Samples (or intervals) per key; default 100.
+    /// Samples (or intervals) per key; default 100, at most the server's `query_max_limit`.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100000)]
     limit: Option<String>,
     /// `desc` (default, newest first) or `asc`.
+    #[param(pattern = "^(?i:asc|desc)$")]
     order: Option<String>,
-    /// avg, min, max, sum, count, first or last: one sample per interval.
+    /// avg, min, max, sum, count, first or last: one sample per interval (needs `interval`).
+    #[param(pattern = "^(avg|min|max|sum|count|first|last)$")]
     agg: Option<String>,
     /// Interval length (ms) for `agg`; intervals are aligned to the epoch.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 9223372036854.0)]
     interval: Option<String>,
 }
 
@@ -53,8 +59,10 @@ pub struct FleetLatestParams {
     /// Comma-separated keys; all when omitted.
     keys: Option<String>,
     /// Devices per page, 1 to the server's query limit (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100000)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (a device id).
+    #[param(format = Uuid)]
     cursor: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]

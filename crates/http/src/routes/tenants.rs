@@ -18,6 +18,7 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    #[schema(schema_with = crate::validate::schema::name)]
     name: String,
 }
 
@@ -47,10 +48,11 @@ pub struct TenantSettingsView {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     #[serde(default)]
+    #[schema(schema_with = crate::validate::schema::name_or_null)]
     name: Option<String>,
     /// Days to keep time series (0: forever), or null for the server's default.
-    #[serde(default, with = "super::devices::double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[serde(default, deserialize_with = "crate::validate::whole::double_option")]
+    #[schema(value_type = Option<u32>, maximum = 36500)]
     retention_days: Option<Option<u32>>,
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary on free ports, real HTTP and WebSocket clients.
 
 mod common;
+mod contract;
 mod dashboard;
 mod durability;
 mod hardening;

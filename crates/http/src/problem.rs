@@ -180,6 +180,18 @@ impl ApiError {
         e
     }
 
+    /// A write the log refused: 507 when its disk is full, else 503; both
+    /// with `Retry-After`, since the log takes writes again by itself.
+    pub fn not_stored(what: &str, e: &tributary_pipeline::WalError) -> Self {
+        let mut err = Self::unavailable(format!("{what} not stored: {e}"));
+        if matches!(e, tributary_pipeline::WalError::DiskFull) {
+            err.status = StatusCode::INSUFFICIENT_STORAGE.as_u16();
+            err.kind = "/problems/insufficient-storage".into();
+            err.title = "Insufficient storage";
+        }
+        err
+    }
+
     /// 500: a fault of the server; details go to the log, not the client.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");

@@ -110,6 +110,8 @@ impl Pipeline {
                 committed: committed.clone(),
                 listeners,
                 sink_tx,
+                #[cfg(test)]
+                faults: Default::default(),
             },
             rx,
         )?;

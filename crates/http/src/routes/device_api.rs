@@ -39,7 +39,9 @@ async fn device(s: &AppState, token: &str) -> Result<Device, ApiError> {
     params(("token" = String, Path, description = "The device's access token")),
     request_body(content = Object, description = "ThingsBoard telemetry payload"),
     responses((status = 200, description = "The whole batch is in the fsynced write-ahead log"),
-              (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 413, body = ApiError), (status = 503, body = ApiError)))]
+              (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 413, body = ApiError),
+              (status = 503, body = ApiError, description = "not stored; retry (Retry-After)"),
+              (status = 507, body = ApiError, description = "not stored: the disk of the log is full; retry (Retry-After)")))]
 pub async fn telemetry(
     State(s): State<AppState>,
     Path(token): Path<String>,
@@ -85,12 +87,7 @@ pub async fn telemetry(
             points,
         })
         .await
-        .map_err(|e| {
-            rejected(
-                "unavailable",
-                ApiError::unavailable(format!("telemetry not stored: {e}")),
-            )
-        })?;
+        .map_err(|e| rejected("unavailable", ApiError::not_stored("telemetry", &e)))?;
     Ok(StatusCode::OK)
 }
 

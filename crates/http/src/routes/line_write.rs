@@ -145,7 +145,7 @@ fn error(style: Style, status: StatusCode, code: &str, message: String) -> Respo
     res
 }
 
-/// A 503: the store or the log could not take the write.
+/// A 503: the store could not take the write.
 fn unavailable(style: Style, detail: String) -> Response {
     error(
         style,
@@ -153,6 +153,18 @@ fn unavailable(style: Style, detail: String) -> Response {
         "unavailable",
         detail,
     )
+}
+
+/// The log refused the write: 507 when its disk is full, else 503.
+fn not_stored(style: Style, e: &tributary_pipeline::WalError) -> Response {
+    let status = match e {
+        tributary_pipeline::WalError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut res = error(style, status, "unavailable", format!("not stored: {e}"));
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    res
 }
 
 fn credential(headers: &HeaderMap, password: Option<&str>) -> Option<String> {
@@ -210,7 +222,9 @@ async fn principal(
               (status = 400, description = "Some lines could not be parsed or stored; the others were written"),
               (status = 401, description = "No or an unknown API key"), (status = 403, description = "The key may not write"),
               (status = 413, description = "Body too large"),
-              (status = 415, description = "A Content-Encoding other than gzip")))]
+              (status = 415, description = "A Content-Encoding other than gzip"),
+              (status = 503, description = "Not stored: retry (Retry-After)"),
+              (status = 507, description = "Not stored: the disk of the log is full; retry (Retry-After)")))]
 pub async fn write_v1(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -229,7 +243,9 @@ pub async fn write_v1(
               (status = 400, description = "Some lines could not be parsed or stored; the others were written"),
               (status = 401, description = "No or an unknown API key"), (status = 403, description = "The key may not write"),
               (status = 413, description = "Body too large"),
-              (status = 415, description = "A Content-Encoding other than gzip")))]
+              (status = 415, description = "A Content-Encoding other than gzip"),
+              (status = 503, description = "Not stored: retry (Retry-After)"),
+              (status = 507, description = "Not stored: the disk of the log is full; retry (Retry-After)")))]
 pub async fn write_v2(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -415,14 +431,14 @@ async fn write(
             };
             match s.pipeline.submit(batch).await {
                 Ok(d) => pending.push(d),
-                Err(e) => return unavailable(style, format!("not stored: {e}")),
+                Err(e) => return not_stored(style, &e),
             }
         }
     }
     // Every batch shares the log's group commit; answer once all are durable.
     for d in pending {
         if let Err(e) = d.await {
-            return unavailable(style, format!("not stored: {e}"));
+            return not_stored(style, &e);
         }
     }
     metrics::counter!("tributary_line_points_total").increment(points_total);

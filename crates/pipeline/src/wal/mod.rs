@@ -2,6 +2,8 @@
 //! thread that shares each fsync among every batch waiting at that moment.
 
 mod batch_codec;
+#[cfg(test)]
+pub(crate) mod faults;
 mod prepare;
 mod record;
 pub(crate) mod segment;
@@ -24,9 +26,15 @@ pub enum WalError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// An earlier write or fsync failed; nothing more is accepted until restart.
-    #[error("write-ahead log is failed after an earlier I/O error; restart required")]
+    /// Writing or syncing the log failed: the batch was not stored. The log
+    /// cuts the segment back to what was durable and takes writes again as
+    /// soon as that works.
+    #[error("write-ahead log write failed; not stored (retrying)")]
     Failed,
+    /// The disk of the log is full: the batch was not stored; writes are
+    /// taken again once space is freed.
+    #[error("the disk of the write-ahead log is full; not stored")]
+    DiskFull,
     /// The log is shutting down.
     #[error("write-ahead log is shut down")]
     Closed,
@@ -36,6 +44,15 @@ pub enum WalError {
 }
 
 impl WalError {
+    /// The refusal for a write that failed with `e`.
+    pub(crate) fn refusal(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+            WalError::DiskFull
+        } else {
+            WalError::Failed
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         WalError::Io {
             path: path.into(),

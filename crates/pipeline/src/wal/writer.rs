@@ -1,6 +1,14 @@
 //! The log writer thread: group commit. It takes every append request waiting
 //! at that moment, writes them as one buffer, fsyncs once, then acknowledges
 //! each and hands the group on to the sinks in LSN order.
+//!
+//! A failed write or fsync is never retried on the same file descriptor (after
+//! a failed fsync the kernel may have dropped the dirty pages and reports
+//! success next time: "fsyncgate"). The group is refused, and the segment is
+//! reopened and cut back to the length its last successful fsync made
+//! durable; until that works, every write is refused at once (`DiskFull` when
+//! the disk is full, else `Failed`), and it is tried again every
+//! [`RETRY_EVERY`]: the log recovers by itself when space returns.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -8,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
@@ -19,6 +27,9 @@ use super::record::append_record;
 use super::segment::{delete_applied, segment_path, MAGIC};
 use super::WalError;
 use crate::sink::{Committed, Listener};
+
+/// How often a failed log tries to recover, and a failed roll to a new segment is retried.
+pub(crate) const RETRY_EVERY: Duration = Duration::from_millis(500);
 
 /// One batch waiting to be logged, and where to send its LSN once durable.
 pub(crate) struct AppendRequest {
@@ -38,6 +49,17 @@ pub(crate) struct WriterConfig {
     pub committed: Arc<AtomicU64>,
     pub listeners: Vec<Arc<dyn Listener>>,
     pub sink_tx: mpsc::Sender<Vec<Arc<Committed>>>,
+    /// Injected I/O faults (unit tests only).
+    #[cfg(test)]
+    pub faults: Arc<super::faults::Faults>,
+}
+
+/// A log that refuses writes since a write or fsync failed, until it recovers.
+struct Broken {
+    /// What writes are refused with meanwhile.
+    error: fn() -> WalError,
+    /// When recovery was last tried.
+    tried: Instant,
 }
 
 struct Segment {
@@ -90,12 +112,42 @@ impl Segment {
     }
 
     /// The next segment, starting at `first_lsn`: the prepared file when it
-    /// is ready, else a new one.
+    /// is ready, else a new one. On failure no file of that name is left
+    /// behind (one without a complete header would read as damage).
     fn next(dir: &Path, first_lsn: u64, preparer: &mut Preparer) -> Result<Self, WalError> {
-        match preparer.take() {
+        let next = match preparer.take() {
             Some(file) => Self::from_prepared(dir, first_lsn, file, &preparer.path()),
             None => Self::create(dir, first_lsn),
+        };
+        if next.is_err() {
+            let _ = std::fs::remove_file(segment_path(dir, first_lsn));
         }
+        next
+    }
+
+    /// Writes `buf` after the last record and makes it durable.
+    fn append(
+        &mut self,
+        buf: &[u8],
+        #[cfg(test)] faults: &super::faults::Faults,
+    ) -> std::io::Result<()> {
+        #[cfg(test)]
+        faults.write(&mut self.file, buf)?;
+        self.file.write_all(buf)?;
+        #[cfg(test)]
+        faults.sync()?;
+        self.file.sync_data()
+    }
+
+    /// After a failed write or fsync: a new descriptor on the file, cut back
+    /// to the records known durable, synced, and positioned after them.
+    fn reopen(&mut self) -> std::io::Result<()> {
+        let mut file = OpenOptions::new().write(true).open(&self.path)?;
+        file.set_len(self.len)?;
+        file.sync_all()?;
+        file.seek(SeekFrom::Start(self.len))?;
+        self.file = file;
+        Ok(())
     }
 }
 
@@ -120,7 +172,8 @@ pub(crate) fn spawn_writer(
 fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<AppendRequest>) {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut preparer = Preparer::new(&cfg.dir, cfg.segment_bytes);
-    let mut failed = false;
+    let mut broken: Option<Broken> = None;
+    let mut roll_failed_at: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         // Gather everything already waiting: these share one write and one fsync.
         let mut group = vec![first];
@@ -134,9 +187,21 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
                 Err(_) => break,
             }
         }
-        if failed {
+        if let Some(b) = &mut broken {
+            if b.tried.elapsed() >= RETRY_EVERY {
+                b.tried = Instant::now();
+                match segment.reopen() {
+                    Ok(()) => {
+                        warn!(path = %segment.path.display(), "write-ahead log recovered; taking writes again");
+                        broken = None;
+                    }
+                    Err(e) => debug!(error = %e, "write-ahead log still cannot be written"),
+                }
+            }
+        }
+        if let Some(b) = &broken {
             for req in group {
-                let _ = req.reply.send(Err(WalError::Failed));
+                let _ = req.reply.send(Err((b.error)()));
             }
             continue;
         }
@@ -159,17 +224,27 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
         }
 
         let started = Instant::now();
-        let written = segment
-            .file
-            .write_all(&buf)
-            .and_then(|_| segment.file.sync_data());
+        #[cfg(test)]
+        let written = segment.append(&buf, &cfg.faults);
+        #[cfg(not(test))]
+        let written = segment.append(&buf);
         if let Err(e) = written {
             error!(path = %segment.path.display(), error = %e,
-                "write-ahead log write or fsync failed; refusing further writes");
-            failed = true;
+                "write-ahead log write or fsync failed; refusing writes until the segment is reopened");
+            metrics::counter!("tributary_wal_failures_total").increment(1);
+            let error = match WalError::refusal(&e) {
+                WalError::DiskFull => || WalError::DiskFull,
+                _ => || WalError::Failed,
+            };
+            // The group's LSNs are not in the log: the next group takes them.
+            cfg.next_lsn = accepted[0].0;
             for (_, req) in accepted {
-                let _ = req.reply.send(Err(WalError::Failed));
+                let _ = req.reply.send(Err(error()));
             }
+            broken = Some(Broken {
+                error,
+                tried: Instant::now(),
+            });
             continue;
         }
         segment.len += buf.len() as u64;
@@ -208,15 +283,18 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
         if segment.len >= cfg.segment_bytes / 2 {
             preparer.start();
         }
-        if segment.len >= cfg.segment_bytes {
+        let may_roll = roll_failed_at.is_none_or(|t| t.elapsed() >= RETRY_EVERY);
+        if segment.len >= cfg.segment_bytes && may_roll {
             match Segment::next(&cfg.dir, cfg.next_lsn, &mut preparer) {
                 Ok(next) => {
                     debug!(first_lsn = next.first_lsn, "rolled write-ahead log segment");
                     segment = next;
+                    roll_failed_at = None;
                 }
                 Err(e) => {
-                    error!(error = %e, "cannot roll write-ahead log segment; refusing further writes");
-                    failed = true;
+                    // The current segment goes on growing; the roll is tried again.
+                    warn!(error = %e, "cannot roll write-ahead log segment; writing on in the current one");
+                    roll_failed_at = Some(Instant::now());
                 }
             }
             let durable = cfg.durable.load(Ordering::Acquire);
@@ -233,5 +311,106 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
         .and_then(|_| segment.file.sync_all())
     {
         error!(error = %e, "final write-ahead log sync failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::faults::{Fault, Faults};
+    use crate::wal::{encode_batch, recover};
+    use tributary_model::{DeviceId, Point, TenantId, Value};
+
+    fn batch(v: i64) -> Batch {
+        Batch {
+            tenant: TenantId::new(),
+            device: DeviceId::new(),
+            points: vec![Point {
+                key: "v".into(),
+                ts: v,
+                value: Value::Int(v),
+            }],
+        }
+    }
+
+    /// Appends one batch and waits for its outcome.
+    fn append(tx: &mpsc::Sender<AppendRequest>, v: i64) -> Result<u64, WalError> {
+        let b = batch(v);
+        let (reply, rx) = oneshot::channel();
+        tx.blocking_send(AppendRequest {
+            encoded: encode_batch(&b),
+            batch: b,
+            reply,
+        })
+        .unwrap();
+        rx.blocking_recv().unwrap()
+    }
+
+    /// ENOSPC on a write (a short one too) and EIO on an fsync refuse their
+    /// batch, later writes are refused at once, and once the file can be
+    /// reopened the log goes on: what is in it afterwards is exactly what
+    /// was acknowledged, with no gap in LSNs and no damage.
+    #[test]
+    fn failed_writes_and_fsyncs_refuse_their_batch_and_the_log_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(Faults::default());
+        let (sink_tx, mut sink_rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(16);
+        let cfg = WriterConfig {
+            dir: dir.path().to_path_buf(),
+            segment_bytes: 1 << 20,
+            max_group_bytes: 1 << 20,
+            next_lsn: 1,
+            durable: Arc::new(AtomicU64::new(0)),
+            committed: Arc::new(AtomicU64::new(0)),
+            listeners: Vec::new(),
+            sink_tx,
+            faults: faults.clone(),
+        };
+        let writer = spawn_writer(cfg, rx).unwrap();
+        let mut acked = Vec::new();
+        acked.push((append(&tx, 1).unwrap(), 1));
+        faults.on_writes([Some(Fault::Short(7))]);
+        assert!(matches!(append(&tx, 2), Err(WalError::DiskFull)));
+        // Still broken: refused at once, without touching the file.
+        assert!(matches!(append(&tx, 3), Err(WalError::DiskFull)));
+        std::thread::sleep(RETRY_EVERY);
+        acked.push((append(&tx, 4).unwrap(), 4));
+        faults.on_writes([None]);
+        faults.on_syncs([Some(Fault::Eio)]);
+        assert!(matches!(append(&tx, 5), Err(WalError::Failed)));
+        std::thread::sleep(RETRY_EVERY);
+        faults.on_writes([Some(Fault::NoSpace)]);
+        assert!(matches!(append(&tx, 6), Err(WalError::DiskFull)));
+        std::thread::sleep(RETRY_EVERY);
+        acked.push((append(&tx, 7).unwrap(), 7));
+        drop(tx);
+        writer.join().unwrap();
+        assert_eq!(
+            acked.iter().map(|(lsn, _)| *lsn).collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "refused batches leave no gap in LSNs"
+        );
+        let mut sunk = Vec::new();
+        while let Ok(group) = sink_rx.try_recv() {
+            sunk.extend(group.iter().map(|c| c.lsn));
+        }
+        assert_eq!(
+            sunk,
+            vec![1, 2, 3],
+            "only acknowledged batches reach the sinks"
+        );
+
+        let rec = recover(dir.path(), 0).unwrap();
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        let got: Vec<(u64, i64)> = rec
+            .entries
+            .iter()
+            .map(|c| match c.batch.points[0].value {
+                Value::Int(v) => (c.lsn, v),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(got, acked);
     }
 }

@@ -818,3 +818,179 @@ async fn mqtt_usernames_are_per_tenant() {
         "{ack:?}"
     );
 }
+
+/// A tmpfs of `mib` MiB mounted for one test (needs root); unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(SmallDisk(dir));
+        }
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        eprintln!("skipping: cannot mount a tmpfs (not root)");
+        None
+    }
+
+    /// Fills the disk with one file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.0.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// On a full disk telemetry is refused (HTTP 507 with Retry-After, MQTT
+/// without a PUBACK), nothing refused is stored, everything acknowledged
+/// is; once space is freed writes are taken again by themselves, and a
+/// kill -9 afterwards loses nothing acknowledged.
+#[tokio::test]
+async fn a_full_disk_refuses_writes_and_the_server_recovers_when_space_returns() {
+    let Some(disk) = SmallDisk::mount(48) else {
+        return;
+    };
+    let data = disk.0.path().join("data");
+    let mut opts = Options::new(&data);
+    opts.env = vec![
+        ("TRIBUTARY_WAL_SEGMENT_BYTES", "1048576".into()),
+        ("TRIBUTARY_TSDB_SEAL_INTERVAL_SECS", "1".into()),
+    ];
+    let s = Server::start_with(opts);
+    let api = Api::new(&s.base, &login(&s.base).await);
+    let (id, token) = create_device(&s.base, &api.token, "disk-1").await;
+    let mut acked = Vec::new();
+    let send = |v: i64| {
+        let (base, token) = (s.base.clone(), token.clone());
+        async move {
+            let body = json!({"ts": 1_700_000_000_000i64 + v, "values": {"v": v}}).to_string();
+            let res = client()
+                .post(format!("{base}/api/v1/{token}/telemetry"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let retry = res.headers().get("retry-after").is_some();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, retry, body)
+        }
+    };
+    for v in 0..20 {
+        assert_eq!(send(v).await.0, 200);
+        acked.push(v);
+    }
+    let filler = disk.fill();
+    let mut refused = Vec::new();
+    let mut v = 20;
+    while refused.is_empty() && v < 2_000 {
+        let (st, retry, body) = send(v).await;
+        match st {
+            200 => acked.push(v),
+            507 => {
+                assert!(retry, "507 without Retry-After");
+                assert_eq!(body["type"], "/problems/insufficient-storage", "{body}");
+                refused.push(v);
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+        v += 1;
+    }
+    assert!(!refused.is_empty(), "the full disk never refused a write");
+    // Refused at once while full, by HTTP …
+    for _ in 0..5 {
+        let (st, _, _) = send(v).await;
+        assert_eq!(st, 507);
+        refused.push(v);
+        v += 1;
+    }
+    // … and MQTT 3.1.1 (no negative PUBACK there: the connection closes).
+    let (mut raw, _) = Raw::connect(&s.mqtt, "disk-mqtt", &token, true);
+    let mut p = rumqttc::mqttbytes::v4::Publish::new(
+        "v1/devices/me/telemetry",
+        rumqttc::mqttbytes::QoS::AtLeastOnce,
+        json!({"ts": 1_700_000_000_000i64 + v, "values": {"v": v}}).to_string(),
+    );
+    p.pkid = 1;
+    raw.send(Packet::Publish(p));
+    assert!(
+        !matches!(raw.read(), Some(Packet::PubAck(_))),
+        "a write on a full disk was acknowledged"
+    );
+    refused.push(v);
+    v += 1;
+
+    std::fs::remove_file(filler).unwrap();
+    let started = Instant::now();
+    loop {
+        let (st, _, body) = send(v).await;
+        if st == 200 {
+            acked.push(v);
+            v += 1;
+            break;
+        }
+        assert_eq!(st, 507, "{body}");
+        refused.push(v);
+        v += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recovery after space returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(send(v).await.0, 200);
+        acked.push(v);
+        v += 1;
+    }
+    let stored = |api: Api| {
+        let id = id.clone();
+        async move {
+            let (_, t) = api
+                .get(&format!(
+                    "/api/v1/devices/{id}/telemetry?keys=v&order=asc&limit=10000"
+                ))
+                .await;
+            t["v"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["value"].as_i64().unwrap())
+                .collect::<Vec<i64>>()
+        }
+    };
+    assert_eq!(stored(api.clone()).await, acked);
+    assert!(refused.iter().all(|r| !acked.contains(r)));
+
+    s.kill9();
+    let mut opts = Options::new(&data);
+    opts.env = vec![("TRIBUTARY_WAL_SEGMENT_BYTES", "1048576".into())];
+    let s = Server::start_with(opts);
+    let api = Api::new(&s.base, &login(&s.base).await);
+    assert_eq!(
+        stored(api).await,
+        acked,
+        "acknowledged points lost after kill -9"
+    );
+}

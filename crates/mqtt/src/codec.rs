@@ -95,29 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     }
 
     fn parse(&mut self) -> Result<Option<Packet>, CodecError> {
-        match self.version {
-            Version::V5 => {
-                // The codec refuses a DISCONNECT without a reason code, which MQTT 5
-                // allows (and most clients send): it means a normal disconnection.
-                if self.buf.len() >= 2 && self.buf[0] == 0xE0 && self.buf[1] == 0 {
-                    let _ = self.buf.split_to(2);
-                    return Ok(Some(Packet::Disconnect(Disconnect::new(
-                        DisconnectReasonCode::NormalDisconnection,
-                    ))));
-                }
-                match Packet::read(&mut self.buf, Some(self.max as u32)) {
-                    Ok(p) => Ok(Some(p)),
-                    Err(V5Error::InsufficientBytes(_)) => Ok(None),
-                    Err(e) => Err(v5_error(e, self.max)),
-                }
-            }
-            Version::V4 => match v4::Packet::read(&mut self.buf, self.max) {
-                Ok(p) => from_v4(p).map(Some),
-                Err(V4Error::InsufficientBytes(_)) => Ok(None),
-                Err(V4Error::PayloadSizeLimitExceeded(_)) => Err(CodecError::TooLarge(self.max)),
-                Err(e) => Err(CodecError::Malformed(e.to_string())),
-            },
-        }
+        parse(&mut self.buf, self.version, self.max)
     }
 
     async fn fill(&mut self) -> Result<bool, CodecError> {
@@ -294,6 +272,61 @@ fn v4_name(p: &v4::Packet) -> &'static str {
         v4::Packet::PingResp => "PINGRESP",
         v4::Packet::Disconnect => "DISCONNECT",
     }
+}
+
+/// The next whole packet at the start of `buf` (taken out of it), `None`
+/// while it is incomplete.
+fn parse(buf: &mut BytesMut, version: Version, max: usize) -> Result<Option<Packet>, CodecError> {
+    match version {
+        Version::V5 => {
+            // The codec refuses a DISCONNECT without a reason code, which MQTT 5
+            // allows (and most clients send): it means a normal disconnection.
+            if buf.len() >= 2 && buf[0] == 0xE0 && buf[1] == 0 {
+                let _ = buf.split_to(2);
+                return Ok(Some(Packet::Disconnect(Disconnect::new(
+                    DisconnectReasonCode::NormalDisconnection,
+                ))));
+            }
+            match Packet::read(buf, Some(max as u32)) {
+                Ok(p) => Ok(Some(p)),
+                Err(V5Error::InsufficientBytes(_)) => Ok(None),
+                Err(e) => Err(v5_error(e, max)),
+            }
+        }
+        Version::V4 => match v4::Packet::read(buf, max) {
+            Ok(p) => from_v4(p).map(Some),
+            Err(V4Error::InsufficientBytes(_)) => Ok(None),
+            Err(V4Error::PayloadSizeLimitExceeded(_)) => Err(CodecError::TooLarge(max)),
+            Err(e) => Err(CodecError::Malformed(e.to_string())),
+        },
+    }
+}
+
+/// Reads `bytes` as a client's stream (MQTT 5 when `v5`, else 3.1.1) the
+/// way a connection does, and checks the topics and filters the packets
+/// name; returns how many packets were read before the end or an error.
+/// For fuzzing: any bytes give packets or an error, never a panic.
+pub fn decode_client_stream(bytes: &[u8], v5: bool, max: usize) -> usize {
+    let mut buf = BytesMut::from(bytes);
+    let version = if v5 { Version::V5 } else { Version::V4 };
+    let mut n = 0;
+    while let Ok(Some(packet)) = parse(&mut buf, version, max) {
+        n += 1;
+        match &packet {
+            Packet::Publish(p) => {
+                let _ = std::str::from_utf8(&p.topic).map(crate::topic::valid_name);
+            }
+            Packet::Subscribe(s) => {
+                for f in &s.filters {
+                    let _ = crate::topic::valid_filter(&f.path);
+                    let _ = crate::shared::parse(&f.path);
+                }
+            }
+            _ => {}
+        }
+        let _ = packet_name(&packet);
+    }
+    n
 }
 
 /// A server packet in its MQTT 3.1.1 form (reason codes and properties fall away).

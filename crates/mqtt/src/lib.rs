@@ -19,6 +19,7 @@ mod shared;
 mod topic;
 
 pub use broker::{Broker, BrokerLimits};
+pub use codec::decode_client_stream;
 pub use feed::TelemetryFeed;
 pub use listener::{
     serve, serve_stream, slot, sweep, tls_acceptor, MqttConfig, MqttState, TlsError,

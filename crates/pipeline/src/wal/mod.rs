@@ -11,7 +11,8 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub use record::{decode_record, encode_batch, encode_record, RecordError, HEADER_LEN};
+pub use batch_codec::decode as decode_batch;
+pub use record::{decode_record, encode_batch, encode_record, Format, RecordError, HEADER_LEN};
 pub use segment::{list_segments, recover, Recovery, SegmentInfo};
 pub(crate) use writer::{spawn_writer, AppendRequest, WriterConfig};
 

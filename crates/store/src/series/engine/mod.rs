@@ -38,6 +38,40 @@ use crate::StoreError;
 
 pub use self::expire::Expired;
 
+/// The engine's decoders of what it reads from disk, for fuzzing: any bytes
+/// give a value or an error, never a panic (nor an allocation out of
+/// proportion to the input).
+pub mod decode {
+    /// A compressed chunk; the number of points in it.
+    pub fn chunk(bytes: &[u8]) -> Result<usize, String> {
+        super::chunk::decode(bytes)
+            .map(|points| points.len())
+            .map_err(|e| e.0.to_string())
+    }
+
+    /// A chunk's rollup record; the number of buckets in it.
+    pub fn rollup(bytes: &[u8]) -> Result<usize, String> {
+        postcard::from_bytes::<Vec<(i64, super::rollup::Acc)>>(bytes)
+            .map(|b| b.len())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A block file, with every chunk and rollup its index names; written
+    /// as block 1 in `dir` (a scratch folder) to be opened.
+    pub fn block(dir: &std::path::Path, bytes: &[u8]) -> Result<usize, String> {
+        std::fs::write(super::block::block_path(dir, 1), bytes).map_err(|e| e.to_string())?;
+        let block = super::block::Block::open(dir, 1).map_err(|e| e.to_string())?;
+        let mut points = 0;
+        for i in 0..block.index.len() {
+            points += block.read(i).map_err(|e| e.to_string())?.len();
+            for interval in super::rollup::ROLLUPS {
+                let _ = block.read_rollup(i, interval);
+            }
+        }
+        Ok(points)
+    }
+}
+
 /// When the head is sealed into a block.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {

@@ -39,7 +39,7 @@ def free_port():
 
 class Server:
     def __init__(self, binary, data, http, mqtt_port):
-        self.log = open(os.path.join(data, "..", "server.log"), "ab")
+        self.log = open(os.path.join(os.path.dirname(data), "server.log"), "ab")
         env = dict(os.environ, TRIBUTARY_ADMIN_EMAIL=EMAIL, TRIBUTARY_ADMIN_PASSWORD=PASSWORD,
                    TRIBUTARY_TSDB_SEAL_INTERVAL_SECS="1", TRIBUTARY_TSDB_MAX_HEAD_POINTS="4000",
                    TRIBUTARY_WAL_SEGMENT_BYTES="262144", TRIBUTARY_ACCESS_TOKEN_TTL_SECS="86400")
@@ -197,58 +197,63 @@ def load(base, mqtt_port, fixtures, acked, stop, clock):
 
 
 def verify(base, fixtures, acked):
-    """Every acknowledged write is readable; returns a list of problems."""
+    """Every write acknowledged in the last cycle is readable (earlier cycles
+    were checked after their own restart); returns a list of problems."""
     token = session(base)
     auth = {"Authorization": f"Bearer {token}"}
     problems = []
 
-    def history(dev_id):
-        r = requests.get(f"{base}/api/v1/devices/{dev_id}/telemetry?keys=n&limit=100000&order=asc",
-                         headers=auth, timeout=30)
+    def history(dev_id, want):
+        lo, hi = min(want), max(want)
+        r = requests.get(f"{base}/api/v1/devices/{dev_id}/telemetry?keys=n&limit=100000&order=asc"
+                         f"&from={lo}&to={hi}", headers=auth, timeout=30)
         r.raise_for_status()
         return {p["ts"] for p in r.json().get("n", [])}
 
     with acked.lock:
-        points = {k: set(v) for k, v in acked.points.items()}
-        lines = {k: set(v) for k, v in acked.lines.items()}
+        points = {k: set(v) for k, v in acked.points.items() if v}
+        lines = {k: set(v) for k, v in acked.lines.items() if v}
         attrs = dict(acked.attrs)
         devices = dict(acked.devices)
+        acked.points, acked.lines, acked.devices = {}, {}, {}
     for dev_id, want in points.items():
-        missing = want - history(dev_id)
+        missing = want - history(dev_id, want)
         if missing:
-            problems.append(f"device {dev_id}: {len(missing)} acked points missing")
-    listing = requests.get(f"{base}/api/v1/devices?limit=1000", headers=auth, timeout=30).json()["data"]
-    by_name = {d["name"]: d["id"] for d in listing}
+            problems.append(f"device {dev_id}: {len(missing)} of {len(want)} acked points missing")
     for series, want in lines.items():
-        dev_id = by_name.get(series)
-        if dev_id is None:
+        r = requests.get(f"{base}/api/v1/devices?name={requests.utils.quote(series)}&limit=10",
+                         headers=auth, timeout=30).json()["data"]
+        match = [d for d in r if d["name"] == series]
+        if not match:
             problems.append(f"series {series}: device missing")
             continue
-        missing = want - history(dev_id)
+        missing = want - history(match[0]["id"], want)
         if missing:
-            problems.append(f"series {series}: {len(missing)} acked points missing")
+            problems.append(f"series {series}: {len(missing)} of {len(want)} acked points missing")
     for dev_id, (last_acked, highest) in attrs.items():
         r = requests.get(f"{base}/api/v1/devices/{dev_id}/attributes?scope=client&keys=seq",
                          headers=auth, timeout=30).json()
         got = r.get("client", {}).get("seq", {}).get("value", 0)
         if not (last_acked <= got <= highest):
             problems.append(f"device {dev_id}: attribute seq {got}, acked {last_acked}, sent up to {highest}")
-    names = {d["id"]: d["name"] for d in listing}
     for dev_id, name in devices.items():
-        got = names.get(dev_id)
-        if got is None:
-            problems.append(f"created device {dev_id} missing")
-        elif got != name and got != name + "-renamed":
-            problems.append(f"device {dev_id} named {got!r}, acked {name!r}")
-    return problems
+        r = requests.get(f"{base}/api/v1/devices/{dev_id}", headers=auth, timeout=30)
+        if r.status_code != 200:
+            problems.append(f"created device {dev_id} missing ({r.status_code})")
+        elif r.json()["name"] not in (name, name + "-renamed"):
+            problems.append(f"device {dev_id} named {r.json()['name']!r}, acked {name!r}")
+    return problems, sum(len(v) for v in points.values()) + sum(len(v) for v in lines.values()), len(devices)
 
 
 def replay_damage(log_path, offset):
-    """`damaged=N` counts the server logged at replay since `offset`."""
+    """What the server logged since `offset`: torn log tails (a write cut by
+    the kill, never acknowledged), real damage, and whether it panicked."""
     with open(log_path, "rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
-    return [int(n) for n in re.findall(r"damaged=(\d+)", text)], ("panicked" in text)
+    torn = text.count("torn write-ahead log tail")
+    damaged = len(re.findall(r"damaged write-ahead log segment|does not follow|block unreadable|chunk unreadable", text))
+    return torn, damaged, "panicked" in text
 
 
 def main():
@@ -267,6 +272,8 @@ def main():
     clock = [int(time.time() * 1000)]
     fixtures = None
     failures = 0
+    torn_total = 0
+    total_points = total_devices = 0
     started = time.time()
     try:
         for cycle in range(1, a.cycles + 1):
@@ -284,15 +291,21 @@ def main():
                                     headers=auth, timeout=10).json()["key"]
                 fixtures = {"token": token, "key": key, "devices": devs}
             else:
-                problems = verify(server.base, fixtures, acked)
-                damaged, panicked = replay_damage(log_path, offset)
+                problems, points, devices = verify(server.base, fixtures, acked)
+                total_points += points
+                total_devices += devices
+                torn, damaged, panicked = replay_damage(log_path, offset)
+                torn_total += torn
                 if panicked:
                     problems.append("the server panicked")
+                if damaged:
+                    problems.append(f"{damaged} damaged log segments or blocks")
                 if problems:
                     failures += 1
                     print(f"cycle {cycle - 1}: FAILED after restart: {problems[:5]}", flush=True)
                 else:
-                    print(f"cycle {cycle - 1}: ok; replay damaged={sum(damaged)}", flush=True)
+                    print(f"cycle {cycle - 1}: ok: {points} acknowledged points, {devices} devices "
+                          f"verified ({torn} torn log tail cut off)", flush=True)
             fixtures["cycle"] = cycle
             stop = threading.Event()
             load(server.base, mqtt_port, fixtures, acked, stop, clock)
@@ -301,19 +314,21 @@ def main():
             stop.set()
             time.sleep(0.3)
         server = Server(a.binary, data, http, mqtt_port)
-        problems = verify(server.base, fixtures, acked)
+        problems, points, devices = verify(server.base, fixtures, acked)
+        total_points += points
+        total_devices += devices
         if problems:
             failures += 1
             print(f"cycle {a.cycles}: FAILED after restart: {problems[:5]}", flush=True)
+        else:
+            print(f"cycle {a.cycles}: ok: {points} acknowledged points, {devices} devices verified", flush=True)
         server.p.terminate()
         server.p.wait()
-        with acked.lock:
-            n_points = sum(len(v) for v in acked.points.values()) + sum(len(v) for v in acked.lines.values())
-            n_devices = len(acked.devices)
         print(f"summary: {a.cycles} kill -9 cycles (seed {a.seed}) in {time.time() - started:.0f}s, "
-              f"{n_points} acknowledged points (HTTP, MQTT QoS 1, line protocol), "
-              f"{n_devices} devices created and renamed, attributes on 2 devices: "
-              f"{a.cycles - failures} cycles verified, {failures} with a loss", flush=True)
+              f"{total_points} acknowledged points (HTTP, MQTT QoS 1, line protocol), "
+              f"{total_devices} devices created and renamed, attributes on 2 devices: "
+              f"{a.cycles - failures} cycles verified, {failures} with a loss or damage; "
+              f"{torn_total} torn log tails (unacknowledged writes cut by the kill) cut off", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if failures else 0)

@@ -49,6 +49,23 @@ impl Modify for BearerScheme {
     }
 }
 
+/// Every operation of the document.
+pub fn operations_mut(
+    doc: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// Makes the document's errors what the server sends: every 4xx/5xx body
 /// is `application/problem+json`, and every operation with a JSON body
 /// declares the 413 and 415 that body can earn.
@@ -70,52 +87,43 @@ pub fn error_contract(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
     };
-    for item in doc.paths.paths.values_mut() {
-        let ops = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for op in ops.into_iter().flatten() {
-            // A parameter in a path, query or header is absent or a string,
-            // never JSON null: an `Option` field says only "not required".
-            for param in op.parameters.iter_mut().flatten() {
-                if let Some(RefOr::T(Schema::Object(o))) = &mut param.schema {
-                    if let SchemaType::Array(types) = &o.schema_type {
-                        let types: Vec<Type> = types
-                            .iter()
-                            .filter(|t| **t != Type::Null)
-                            .cloned()
-                            .collect();
-                        if let [one] = types.as_slice() {
-                            o.schema_type = SchemaType::Type(one.clone());
-                        }
+    for op in operations_mut(doc) {
+        // A parameter in a path, query or header is absent or a string,
+        // never JSON null: an `Option` field says only "not required".
+        for param in op.parameters.iter_mut().flatten() {
+            if let Some(RefOr::T(Schema::Object(o))) = &mut param.schema {
+                if let SchemaType::Array(types) = &o.schema_type {
+                    let types: Vec<Type> = types
+                        .iter()
+                        .filter(|t| **t != Type::Null)
+                        .cloned()
+                        .collect();
+                    if let [one] = types.as_slice() {
+                        o.schema_type = SchemaType::Type(one.clone());
                     }
                 }
             }
-            for (status, response) in op.responses.responses.iter_mut() {
-                let RefOr::T(r) = response else { continue };
-                if status.starts_with(['4', '5']) {
-                    if let Some(content) = r.content.shift_remove(JSON) {
-                        r.content.insert(PROBLEM.into(), content);
-                    }
+        }
+        for (status, response) in op.responses.responses.iter_mut() {
+            let RefOr::T(r) = response else { continue };
+            if status.starts_with(['4', '5']) {
+                if let Some(content) = r.content.shift_remove(JSON) {
+                    r.content.insert(PROBLEM.into(), content);
                 }
             }
-            let json_body = op
-                .request_body
-                .as_ref()
-                .is_some_and(|b| b.content.contains_key(JSON));
-            if json_body {
-                let responses = &mut op.responses.responses;
-                responses
-                    .entry("413".into())
-                    .or_insert_with(|| problem("the body is larger than http_max_body_bytes"));
-                responses
-                    .entry("415".into())
-                    .or_insert_with(|| problem("the body is not sent as application/json"));
-            }
+        }
+        let json_body = op
+            .request_body
+            .as_ref()
+            .is_some_and(|b| b.content.contains_key(JSON));
+        if json_body {
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("413".into())
+                .or_insert_with(|| problem("the body is larger than http_max_body_bytes"));
+            responses
+                .entry("415".into())
+                .or_insert_with(|| problem("the body is not sent as application/json"));
         }
     }
 }

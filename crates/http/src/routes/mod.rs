@@ -149,25 +149,16 @@ fn finish(mut doc: Document) -> Document {
 
 /// Operation ids default to handler names (`list`, `get`…); prefix the tag to make them unique.
 fn unique_operation_ids(doc: &mut Document) {
-    for item in doc.paths.paths.values_mut() {
-        let ops = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for op in ops.into_iter().flatten() {
-            let tag = op
-                .tags
-                .as_ref()
-                .and_then(|t| t.first())
-                .cloned()
-                .unwrap_or_default()
-                .replace('-', "_");
-            if let Some(id) = &op.operation_id {
-                op.operation_id = Some(format!("{tag}_{id}"));
-            }
+    for op in crate::openapi::operations_mut(doc) {
+        let tag = op
+            .tags
+            .as_ref()
+            .and_then(|t| t.first())
+            .cloned()
+            .unwrap_or_default()
+            .replace('-', "_");
+        if let Some(id) = &op.operation_id {
+            op.operation_id = Some(format!("{tag}_{id}"));
         }
     }
 }

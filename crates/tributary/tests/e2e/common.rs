@@ -321,6 +321,35 @@ impl Api {
     }
 }
 
+/// Creates an API key of `scope` named `name`; returns its secret.
+pub async fn api_key(api: &Api, name: &str, scope: &str) -> String {
+    api.must(
+        "POST",
+        "/api/v1/api-keys",
+        Some(json!({"name": name, "scope": scope})),
+        201,
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Posts an InfluxDB v2 line-protocol body with an API key.
+pub async fn write_lines(
+    base: &str,
+    key: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client()
+        .post(format!("{base}/api/v2/write"))
+        .header("authorization", format!("Token {key}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Logs in with email and password; returns the session body.
 pub async fn login_as(base: &str, email: &str, password: &str) -> Value {
     let res = client()

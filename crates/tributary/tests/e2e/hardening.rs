@@ -409,17 +409,7 @@ async fn every_gzip_member_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     let api = Api::new(&s.base, &login(&s.base).await);
-    let key = api
-        .must(
-            "POST",
-            "/api/v1/api-keys",
-            Some(json!({"name": "gz", "scope": "write"})),
-            201,
-        )
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = api_key(&api, "gz", "write").await;
     let mut body = gzip("gz,n=1 v=1 1700000000000\n");
     body.extend(gzip("gz,n=2 v=2 1700000000000\ngz,n=1 v=3 1700000001000\n"));
     let url = format!("{}/api/v2/write?precision=ms", s.base);
@@ -471,17 +461,7 @@ async fn no_credential_reaches_the_log() {
     opts.args = vec!["--log".into(), "tributary_mqtt=debug,info".into()];
     let s = Server::start_with(opts);
     let api = Api::new(&s.base, &login(&s.base).await);
-    let key = api
-        .must(
-            "POST",
-            "/api/v1/api-keys",
-            Some(json!({"name": "app", "scope": "read"})),
-            201,
-        )
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = api_key(&api, "app", "read").await;
     let (mut raw, ack) = Raw::connect_with(&s.mqtt, "app-1", "app", true, 30, &key);
     assert!(matches!(ack, Packet::ConnAck(_)), "{ack:?}");
     let mut again = Connect::new("app-1");
@@ -532,28 +512,12 @@ async fn aggregates_and_timestamps_at_their_limits() {
         "{body}"
     );
 
-    let key = api
-        .must(
-            "POST",
-            "/api/v1/api-keys",
-            Some(json!({"name": "lp", "scope": "write"})),
-            201,
-        )
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let write = |body: &'static str| {
-        client()
-            .post(format!("{}/api/v2/write", s.base))
-            .header("authorization", format!("Token {key}"))
-            .body(body)
-            .send()
-    };
-    let res = write("edge v=1 -5").await.unwrap();
+    let key = api_key(&api, "lp", "write").await;
+    let write = |body: &'static str| write_lines(&s.base, &key, body);
+    let res = write("edge v=1 -5").await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("before 1970"));
-    let res = write("edge v=2 9223372036854775807").await.unwrap();
+    let res = write("edge v=2 9223372036854775807").await;
     assert_eq!(res.status(), 204);
     let (_, list) = api.get("/api/v1/devices?limit=10").await;
     let edge = list["data"]
@@ -606,24 +570,8 @@ async fn device_and_tenant_creation_is_limited() {
     ];
     let s = Server::start_with(opts);
     let api = Api::new(&s.base, &login(&s.base).await);
-    let key = api
-        .must(
-            "POST",
-            "/api/v1/api-keys",
-            Some(json!({"name": "lp", "scope": "write"})),
-            201,
-        )
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let write = |lines: String| {
-        client()
-            .post(format!("{}/api/v2/write", s.base))
-            .header("authorization", format!("Token {key}"))
-            .body(lines)
-            .send()
-    };
+    let key = api_key(&api, "lp", "write").await;
+    let write = |lines: String| write_lines(&s.base, &key, lines);
     let lines = |from: usize, to: usize| {
         (from..to)
             .map(|i| format!("m,host=h{i} v=1 1700000000000000000\n"))
@@ -636,17 +584,17 @@ async fn device_and_tenant_creation_is_limited() {
             .len()
     };
     // Seven new series in one write: five are created, two refused by name.
-    let res = write(lines(0, 7)).await.unwrap();
+    let res = write(lines(0, 7)).await;
     assert_eq!(res.status(), 400);
     let text = res.text().await.unwrap();
     assert!(text.contains("max_auto_devices_per_request"), "{text}");
     assert_eq!(count().await, 5);
     // Five more: three fit the minute's budget of eight.
-    let text = write(lines(10, 15)).await.unwrap().text().await.unwrap();
+    let text = write(lines(10, 15)).await.text().await.unwrap();
     assert!(text.contains("max_auto_devices_per_minute"), "{text}");
     assert_eq!(count().await, 8);
     // Known series still write, whatever the budget.
-    assert_eq!(write(lines(0, 5)).await.unwrap().status(), 204);
+    assert_eq!(write(lines(0, 5)).await.status(), 204);
     // Four more by the API reach the tenant's twelve; the next is refused.
     for i in 0..4 {
         create_device(&s.base, &api.token, &format!("api-{i}")).await;
@@ -693,32 +641,16 @@ async fn validation_gaps_are_closed() {
     opts.env = vec![("TRIBUTARY_LIVE_MAX_MESSAGE_BYTES", "1024".into())];
     let s = Server::start_with(opts);
     let api = Api::new(&s.base, &login(&s.base).await);
-    let key = api
-        .must(
-            "POST",
-            "/api/v1/api-keys",
-            Some(json!({"name": "lp", "scope": "write"})),
-            201,
-        )
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let write = |lines: String| {
-        client()
-            .post(format!("{}/api/v2/write", s.base))
-            .header("authorization", format!("Token {key}"))
-            .body(lines)
-            .send()
-    };
-    let res = write("bad\u{0}name,t=\u{1b}x v=1\n".into()).await.unwrap();
+    let key = api_key(&api, "lp", "write").await;
+    let write = |lines: String| write_lines(&s.base, &key, lines);
+    let res = write("bad\u{0}name,t=\u{1b}x v=1\n".into()).await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("control characters"));
     let (_, list) = api.get("/api/v1/devices").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
 
     let huge = "x".repeat(1_000_000);
-    let res = write(format!("m,t={huge} v=oops\n")).await.unwrap();
+    let res = write(format!("m,t={huge} v=oops\n")).await;
     assert_eq!(res.status(), 400);
     let text = res.text().await.unwrap();
     assert!(
@@ -727,7 +659,7 @@ async fn validation_gaps_are_closed() {
         text.len()
     );
 
-    assert_eq!(write(String::new()).await.unwrap().status(), 400);
+    assert_eq!(write(String::new()).await.status(), 400);
 
     let (id, _) = create_device(&s.base, &api.token, "iv").await;
     let (st, err) = api

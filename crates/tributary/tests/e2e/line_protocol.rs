@@ -10,16 +10,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 async fn key(api: &Api, scope: &str) -> String {
-    api.must(
-        "POST",
-        "/api/v1/api-keys",
-        Some(json!({"name": format!("influx-{scope}"), "scope": scope})),
-        201,
-    )
-    .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    api_key(api, &format!("influx-{scope}"), scope).await
 }
 
 /// The device a series key created, by name.

@@ -49,17 +49,8 @@ struct Setup {
     ctx: Value,
 }
 
-async fn api_key(api: &Api, scope: &str) -> String {
-    api.must(
-        "POST",
-        "/api/v1/api-keys",
-        Some(json!({"name": format!("mqtt-{scope}"), "scope": scope})),
-        201,
-    )
-    .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string()
+async fn key_of_scope(api: &Api, scope: &str) -> String {
+    api_key(api, &format!("mqtt-{scope}"), scope).await
 }
 
 async fn setup(dir: &std::path::Path, env: Vec<(&'static str, String)>) -> Setup {
@@ -67,10 +58,10 @@ async fn setup(dir: &std::path::Path, env: Vec<(&'static str, String)>) -> Setup
     opts.env = env;
     let s = Server::start_with(opts);
     let api = Api::new(&s.base, &login(&s.base).await);
-    let key = api_key(&api, "write").await;
-    let read_key = api_key(&api, "read").await;
+    let key = key_of_scope(&api, "write").await;
+    let read_key = key_of_scope(&api, "read").await;
     let other = second_tenant(&api, "other").await;
-    let other_key = api_key(&other, "write").await;
+    let other_key = key_of_scope(&other, "write").await;
     let (device_id, device_token) = create_device(&s.base, &api.token, "thermostat").await;
     api.must(
         "POST",

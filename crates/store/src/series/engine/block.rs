@@ -115,11 +115,17 @@ pub fn block_path(dir: &Path, id: u64) -> PathBuf {
 impl Block {
     /// Writes, fsyncs and opens block `id` from `series` (empty ones are skipped).
     pub fn write(dir: &Path, id: u64, series: &[SealInput<'_>]) -> Result<Block, BlockError> {
-        let mut w = BlockWriter::create(dir, id)?;
-        for s in series {
-            w.add(s.tenant, s.device, s.key, s.points)?;
+        let written = BlockWriter::create(dir, id).and_then(|mut w| {
+            for s in series {
+                w.add(s.tenant, s.device, s.key, s.points)?;
+            }
+            w.finish()
+        });
+        if written.is_err() {
+            // A failed write (a full disk, most often) leaves no partial file to take space.
+            let _ = fs::remove_file(block_path(dir, id).with_extension("tmp"));
         }
-        w.finish()
+        written
     }
 
     /// Opens block `id`, checking its footer and index.
@@ -363,6 +369,8 @@ impl BlockWriter {
             path: self.tmp.clone(),
             source: e.into_error(),
         })?;
+        #[cfg(test)]
+        super::faults::before_sync(&self.dir).map_err(io_err(&self.tmp))?;
         file.sync_all().map_err(io_err(&self.tmp))?;
         drop(file);
         fs::rename(&self.tmp, &path).map_err(io_err(&path))?;

@@ -15,6 +15,8 @@ mod block;
 mod chunk;
 mod compact;
 mod expire;
+#[cfg(test)]
+mod faults;
 mod head;
 mod manifest;
 mod merge;

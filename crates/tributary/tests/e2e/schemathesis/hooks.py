@@ -26,7 +26,7 @@ def map_body(ctx, body):
         # Only a well-typed value is moved into the future: a negative case
         # that made it another type must stay invalid.
         at = body.get("expires_at")
-        if isinstance(at, (int, float)) and not isinstance(at, bool):
+        if isinstance(at, (int, float)) and not isinstance(at, bool) and -2**63 <= at < 2**63:
             body["expires_at"] = int(time.time() * 1000) + 3_600_000
     return body
 

@@ -165,8 +165,12 @@ mod connection {
                 .expect("a runtime");
             let dir = tempfile::tempdir().expect("a scratch folder");
             let (state, token) = runtime.block_on(async {
-                let meta = MetaStore::open(&dir.path().join("meta.db")).await.expect("meta");
-                let hash = Authenticator::hash_password("fuzz-password-123").await.expect("hash");
+                let meta = MetaStore::open(&dir.path().join("meta.db"))
+                    .await
+                    .expect("meta");
+                let hash = Authenticator::hash_password("fuzz-password-123")
+                    .await
+                    .expect("hash");
                 let (tenant, _) = meta
                     .create_tenant_with_owner("fuzz", "fuzz@example.com", &hash, Role::Owner)
                     .await
@@ -244,7 +248,9 @@ mod connection {
                 };
                 (state, token)
             });
-            let mut connect = vec![0x10, 0, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x82, 0x00, 0x3c];
+            let mut connect = vec![
+                0x10, 0, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x82, 0x00, 0x3c,
+            ];
             connect.extend_from_slice(&[0x00, 0x04]);
             connect.extend_from_slice(b"fuzz");
             connect.extend_from_slice(&(token.len() as u16).to_be_bytes());

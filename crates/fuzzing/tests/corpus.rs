@@ -31,7 +31,10 @@ fn the_connection_harness_reaches_the_device_api() {
     let seed = std::fs::read(corpus_dir().join("mqtt_connection/seed-0")).unwrap();
     let out = tributary_fuzzing::mqtt_connection_output(&seed);
     assert!(out.starts_with(&[0x20, 0x02, 0x00, 0x00]), "{out:?}");
-    assert!(out.windows(2).any(|w| w == [0x40, 0x02]), "no PUBACK in {out:?}");
+    assert!(
+        out.windows(2).any(|w| w == [0x40, 0x02]),
+        "no PUBACK in {out:?}"
+    );
 }
 
 /// Seeds: valid inputs of each target, made from the encoders, so the
@@ -135,13 +138,23 @@ fn write_seeds() {
     // pending), a ping, a disconnect.
     let mut conn = vec![0u8];
     let body = br#"{"temp":21.5}"#;
-    conn.extend_from_slice(&[0x32, (2 + topic.len() + 2 + body.len()) as u8, 0x00, topic.len() as u8]);
+    conn.extend_from_slice(&[
+        0x32,
+        (2 + topic.len() + 2 + body.len()) as u8,
+        0x00,
+        topic.len() as u8,
+    ]);
     conn.extend_from_slice(topic);
     conn.extend_from_slice(&[0x00, 0x07]);
     conn.extend_from_slice(body);
     let req = b"v1/devices/me/attributes";
     let ask = br#"{"fw":"1.2"}"#;
-    conn.extend_from_slice(&[0x30, (2 + req.len() + ask.len()) as u8, 0x00, req.len() as u8]);
+    conn.extend_from_slice(&[
+        0x30,
+        (2 + req.len() + ask.len()) as u8,
+        0x00,
+        req.len() as u8,
+    ]);
     conn.extend_from_slice(req);
     conn.extend_from_slice(ask);
     conn.extend_from_slice(&[0xc0, 0x00, 0xe0, 0x00]);

@@ -214,25 +214,54 @@ def main():
     for t in threads:
         t.start()
 
-    rss = []
+    rss, troughs = [], []
     started = time.monotonic()
     minute = 0
-    print("minute rss_mib open_files points_per_s ack_p50_ms ack_p99_ms live_p99_ms errors", flush=True)
+    print("minute rss_mib rss_min rss_max open_files points_per_s ack_p50_ms ack_p99_ms live_p99_ms errors "
+          "head_points index_entries mqtt_sessions", flush=True)
     while time.monotonic() - started < a.secs:
-        time.sleep(max(0.0, started + a.sample_secs * (minute + 1) - time.monotonic()))
+        end = started + a.sample_secs * (minute + 1)
+        # RSS every 5 s within the minute: its low point shows what stays
+        # between seals, its high point the seal and compaction peaks.
+        within = []
+        while time.monotonic() < end:
+            within.append(rss_mib(a.pid))
+            time.sleep(max(0.0, min(5.0, end - time.monotonic())))
         minute += 1
         points, acks, live, errors = stats.take()
         r, fds = rss_mib(a.pid), open_files(a.pid)
+        within.append(r)
+        gauges = metrics(a.base)
         if minute > a.warmup_min:
             rss.append((minute * a.sample_secs / 60, r))
+            troughs.append((minute * a.sample_secs / 60, min(within)))
         fmt = lambda v: "-" if v is None else f"{v:.1f}"
-        print(f"{minute} {r:.1f} {fds} {points / a.sample_secs:.0f} {fmt(pct(acks, 0.5))} {fmt(pct(acks, 0.99))} "
-              f"{fmt(pct(live, 0.99))} {errors}", flush=True)
+        print(f"{minute} {r:.1f} {min(within):.1f} {max(within):.1f} {fds} {points / a.sample_secs:.0f} "
+              f"{fmt(pct(acks, 0.5))} {fmt(pct(acks, 0.99))} {fmt(pct(live, 0.99))} {errors} "
+              f"{gauges.get('tributary_tsdb_head_points', '-')} {gauges.get('tributary_tsdb_index_entries', '-')} "
+              f"{gauges.get('tributary_mqtt_sessions', '-')}", flush=True)
     stop.set()
-    print(f"summary: {a.secs}s at {a.rate} points/s target, {a.devices} devices x {len(KEYS)} keys, "
-          f"RSS slope after minute {a.warmup_min}: {slope_per_hour(rss):+.1f} MiB/h "
-          f"(first {rss[0][1]:.0f} MiB, last {rss[-1][1]:.0f} MiB)" if rss else "summary: too short for a slope",
-          flush=True)
+    if rss:
+        print(f"summary: {a.secs}s at {a.rate} points/s target, {a.devices} devices x {len(KEYS)} keys, "
+              f"RSS slope after minute {a.warmup_min}: {slope_per_hour(rss):+.1f} MiB/h sampled each minute, "
+              f"{slope_per_hour(troughs):+.1f} MiB/h over each minute's low point "
+              f"(first {rss[0][1]:.0f} MiB, last {rss[-1][1]:.0f} MiB)", flush=True)
+    else:
+        print("summary: too short for a slope", flush=True)
+
+
+def metrics(base):
+    """The server's gauges and counters from /metrics, by name (labels kept in the name)."""
+    try:
+        text = requests.get(f"{base}/metrics", timeout=10).text
+    except requests.RequestException:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = value
+    return out
 
 
 if __name__ == "__main__":

@@ -54,22 +54,28 @@ pub fn line_protocol(data: &[u8]) {
     }
 }
 
-/// A write-ahead log record, in both segment formats.
+/// A write-ahead log record, in every segment format.
 pub fn wal_record(data: &[u8]) {
-    for format in [Format::Postcard, Format::Compact] {
+    for format in [Format::Postcard, Format::Compact, Format::Events] {
         if let Ok((_, _, used)) = wal::decode_record(data, format) {
             assert!(used <= data.len());
         }
     }
 }
 
-/// A batch as the log encodes it; what decodes, encodes, and decodes back
-/// to the same bytes (compared as bytes: a NaN is not equal to itself).
+/// A record's body, as a telemetry-only segment holds it (a batch) and as
+/// the log writes it now (an event): what decodes, encodes, and decodes
+/// back to the same bytes (compared as bytes: a NaN is not equal to itself).
 pub fn wal_batch(data: &[u8]) {
     if let Ok(batch) = wal::decode_batch(data) {
-        let again = wal::encode_batch(&batch);
-        let round = wal::decode_batch(&again).expect("an encoded batch decodes");
-        assert_eq!(wal::encode_batch(&round), again);
+        let again = wal::encode_event(&tributary_model::Event::Telemetry(batch));
+        let round = wal::decode_event(&again).expect("an encoded batch decodes");
+        assert_eq!(wal::encode_event(&round), again);
+    }
+    if let Ok(event) = wal::decode_event(data) {
+        let again = wal::encode_event(&event);
+        let round = wal::decode_event(&again).expect("an encoded event decodes");
+        assert_eq!(wal::encode_event(&round), again);
     }
 }
 
@@ -131,7 +137,7 @@ mod connection {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
     use tributary_mqtt::{Broker, BrokerLimits, MqttConfig, MqttState};
-    use tributary_pipeline::{Committed, Pipeline, PipelineConfig, Sink, SinkError};
+    use tributary_pipeline::{Committed, Consumer, ConsumerError, Pipeline, PipelineConfig};
     use tributary_store::meta::{NewDevice, ProfileCache};
     use tributary_store::{MetaStore, Role};
 
@@ -146,12 +152,12 @@ mod connection {
     struct Dropped;
 
     #[async_trait::async_trait]
-    impl Sink for Dropped {
-        async fn apply(&self, _: &[Arc<Committed>]) -> Result<(), SinkError> {
-            Ok(())
+    impl Consumer for Dropped {
+        fn name(&self) -> &str {
+            "dropped"
         }
-        async fn applied_lsn(&self) -> Result<u64, SinkError> {
-            Ok(0)
+        async fn apply(&self, _: &[Arc<Committed>]) -> Result<(), ConsumerError> {
+            Ok(())
         }
     }
 
@@ -214,9 +220,11 @@ mod connection {
                         segment_bytes: 64 << 20,
                         max_group_bytes: 1 << 20,
                         queue_capacity: 1024,
-                        sink_queue_groups: 64,
+                        tail_bytes: 1 << 20,
+                        max_retained_bytes: 1 << 30,
                     },
                     Arc::new(Dropped),
+                    Vec::new(),
                     Vec::new(),
                 )
                 .await

@@ -87,8 +87,22 @@ fn write_seeds() {
             })
             .collect(),
     };
-    let encoded = tributary_pipeline::wal::encode_batch(&batch);
+    let event = tributary_model::Event::Telemetry(batch.clone());
+    let encoded = tributary_pipeline::wal::encode_event(&event);
     write("wal_batch", "0", &encoded);
+    let attributes = tributary_model::Event::Attributes(tributary_model::AttributeChange {
+        tenant: batch.tenant,
+        device: batch.device,
+        scope: tributary_model::AttributeScope::Client,
+        set: [("fw".to_string(), "\"1.2\"".to_string())].into(),
+        deleted: vec!["old".into()],
+        at_ms: 1_700_000_000_000,
+    });
+    write(
+        "wal_batch",
+        "attributes",
+        &tributary_pipeline::wal::encode_event(&attributes),
+    );
     // Found by the fuzzer: a NaN (which ingest never makes) decodes; the
     // target compares re-encoded bytes, since NaN != NaN.
     let mut nan = batch.clone();
@@ -96,10 +110,10 @@ fn write_seeds() {
     write(
         "wal_batch",
         "nan",
-        &tributary_pipeline::wal::encode_batch(&nan),
+        &tributary_pipeline::wal::encode_event(&tributary_model::Event::Telemetry(nan)),
     );
     let mut record = Vec::new();
-    tributary_pipeline::wal::encode_record(7, &batch, &mut record).unwrap();
+    tributary_pipeline::wal::encode_record(7, &event, &mut record).unwrap();
     write("wal_record", "0", &record);
     write("chunk", "0", &[0, 0, 0, 0]);
     write("rollup", "0", &[0]);

@@ -45,6 +45,8 @@ pub struct HttpConfig {
     pub max_auto_devices_per_minute: usize,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Emails of the users who may read the installation's state (`/api/v1/admin/...`).
+    pub system_admins: Vec<String>,
 }
 
 /// Shared state of all handlers.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
-use tributary_model::{DeviceId, TenantId};
+use tributary_model::{Batch, DeviceId, TenantId};
 use tributary_pipeline::{Committed, Listener};
 
 use crate::queue::{AttributeChange, Event, Queue, Update};
@@ -133,8 +133,7 @@ impl Hub {
         out
     }
 
-    fn publish(&self, entry: &Committed) {
-        let batch = &entry.batch;
+    fn publish(&self, lsn: u64, batch: &Batch) {
         for client in self.audience(batch.tenant, batch.device) {
             let Some(filter) = client.filter_for(batch.device) else {
                 continue;
@@ -153,7 +152,7 @@ impl Hub {
                 continue;
             }
             let update = Update {
-                seq: entry.lsn,
+                seq: lsn,
                 device: batch.device,
                 points,
             };
@@ -205,19 +204,19 @@ impl Hub {
         Some(
             entries
                 .iter()
-                .filter(|e| e.batch.tenant == tenant)
-                .filter_map(|e| {
-                    let filter = wanted(e.batch.device)?;
-                    let points: Vec<_> = e
-                        .batch
+                .filter_map(|e| Some((e.lsn, e.event.telemetry()?)))
+                .filter(|(_, batch)| batch.tenant == tenant)
+                .filter_map(|(lsn, batch)| {
+                    let filter = wanted(batch.device)?;
+                    let points: Vec<_> = batch
                         .points
                         .iter()
                         .filter(|p| filter.as_ref().is_none_or(|k| k.contains(p.key.as_str())))
                         .cloned()
                         .collect();
                     (!points.is_empty()).then(|| Update {
-                        seq: e.lsn,
-                        device: e.batch.device,
+                        seq: lsn,
+                        device: batch.device,
                         points,
                     })
                 })
@@ -256,7 +255,13 @@ impl Listener for Hub {
             }
         }
         for e in entries {
-            self.publish(e);
+            match &e.event {
+                tributary_model::Event::Telemetry(batch) => self.publish(e.lsn, batch),
+                tributary_model::Event::Attributes(a) => {
+                    self.publish_attributes(a.tenant, a.device, a.scope.as_str(), &a.values())
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -423,7 +428,7 @@ mod tests {
     fn committed(lsn: u64, tenant: TenantId, device: DeviceId) -> Arc<Committed> {
         Arc::new(Committed {
             lsn,
-            batch: Batch {
+            event: tributary_model::Event::Telemetry(Batch {
                 tenant,
                 device,
                 points: vec![
@@ -438,7 +443,7 @@ mod tests {
                         value: Value::Int(2),
                     },
                 ],
-            },
+            }),
         })
     }
 

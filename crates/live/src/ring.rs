@@ -25,7 +25,7 @@ impl Ring {
     }
 
     pub(crate) fn push(&mut self, entry: &Arc<Committed>) {
-        let size = entry.batch.size_hint();
+        let size = entry.event.size_hint();
         self.last = self.last.max(entry.lsn);
         self.entries.push_back((entry.clone(), size));
         self.bytes += size;
@@ -59,12 +59,12 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
+    use tributary_model::{Batch, DeviceId, Event, Point, TenantId, Value};
 
     fn entry(lsn: u64) -> Arc<Committed> {
         Arc::new(Committed {
             lsn,
-            batch: Batch {
+            event: Event::Telemetry(Batch {
                 tenant: TenantId::new(),
                 device: DeviceId::new(),
                 points: vec![Point {
@@ -72,13 +72,13 @@ mod tests {
                     ts: 0,
                     value: Value::Int(0),
                 }],
-            },
+            }),
         })
     }
 
     #[test]
     fn covers_only_what_it_still_holds() {
-        let one = entry(1).batch.size_hint();
+        let one = entry(1).event.size_hint();
         let mut r = Ring::new(one * 3);
         assert!(r.since(0).is_none(), "nothing known yet");
         for lsn in 1..=5 {

@@ -16,8 +16,7 @@ pub struct TelemetryFeed(pub Arc<Broker>);
 
 impl Listener for TelemetryFeed {
     fn on_commit(&self, entries: &[Arc<Committed>]) {
-        for entry in entries {
-            let batch = &entry.batch;
+        for batch in entries.iter().filter_map(|e| e.event.telemetry()) {
             let space = Space::Tenant(batch.tenant);
             let topic = format!("$devices/{}/telemetry", batch.device);
             // The JSON is built only when an application subscribes.

@@ -108,6 +108,9 @@ pub struct Config {
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names
     /// the client; from anywhere else the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Emails of the users who may read the installation's own state
+    /// (`/api/v1/admin/...`); empty: the first start's `admin_email`.
+    pub system_admins: Vec<String>,
 
     /// Largest HTTP request body (bytes).
     pub http_max_body_bytes: usize,
@@ -151,8 +154,12 @@ pub struct Config {
     pub wal_group_bytes: usize,
     /// Append requests that may wait for the log writer.
     pub wal_queue: usize,
-    /// Committed groups that may wait for the series store.
-    pub sink_queue_groups: usize,
+    /// Bytes of the newest events kept in memory for consumers that keep up
+    /// (one that falls further behind reads the log on disk).
+    pub wal_tail_bytes: usize,
+    /// Most bytes of log kept on disk for consumers that are behind; past
+    /// it, appends wait until they catch up (ingestion slows, nothing is lost).
+    pub wal_max_retained_bytes: u64,
 
     /// Updates a live client may have queued before they coalesce.
     pub live_client_queue: usize,
@@ -244,6 +251,7 @@ impl Default for Config {
             login_max_delay_secs: 15 * 60,
             login_window_secs: 15 * 60,
             trusted_proxies: Vec::new(),
+            system_admins: Vec::new(),
             http_max_body_bytes: 4 * 1024 * 1024,
             http_max_connections: 20_000,
             http_header_timeout_secs: 10,
@@ -262,7 +270,8 @@ impl Default for Config {
             wal_segment_bytes: 64 * 1024 * 1024,
             wal_group_bytes: 8 * 1024 * 1024,
             wal_queue: 4096,
-            sink_queue_groups: 64,
+            wal_tail_bytes: 64 * 1024 * 1024,
+            wal_max_retained_bytes: 8 * 1024 * 1024 * 1024,
             live_client_queue: 1024,
             live_max_subscriptions: 1000,
             live_ping_secs: 30,
@@ -387,6 +396,10 @@ impl Config {
         anyhow::ensure!(
             self.wal_segment_bytes >= 4096,
             "wal_segment_bytes must be at least 4096"
+        );
+        anyhow::ensure!(
+            self.wal_max_retained_bytes >= 4 * self.wal_segment_bytes,
+            "wal_max_retained_bytes must be at least 4 x wal_segment_bytes (the log is trimmed a segment at a time)"
         );
         anyhow::ensure!(
             self.mqtt_tls_listen.is_none()

@@ -18,7 +18,7 @@ use tributary_store::retention::RetentionPolicy;
 use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SqliteSeries};
 
 use crate::config::{Config, SeriesStoreKind};
-use crate::sinks::SeriesSink;
+use crate::sinks::SeriesConsumer;
 use crate::{bootstrap, fds, logging};
 
 /// Runs the server until a shutdown signal; returns once everything is synced.
@@ -119,9 +119,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             segment_bytes: config.wal_segment_bytes,
             max_group_bytes: config.wal_group_bytes,
             queue_capacity: config.wal_queue,
-            sink_queue_groups: config.sink_queue_groups,
+            tail_bytes: config.wal_tail_bytes,
+            max_retained_bytes: config.wal_max_retained_bytes,
         },
-        Arc::new(SeriesSink(series.clone())),
+        Arc::new(SeriesConsumer::new(series.clone())),
+        Vec::new(),
         vec![
             hub.clone() as Arc<dyn Listener>,
             Arc::new(tributary_mqtt::TelemetryFeed(broker.clone())),
@@ -202,6 +204,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .iter()
                 .filter_map(|p| tributary_http::trusted_proxy(p))
                 .collect(),
+            system_admins: if config.system_admins.is_empty() {
+                vec![config.admin_email.clone()]
+            } else {
+                config.system_admins.clone()
+            },
         }),
         ready: ready.clone(),
         shutdown: shutdown_rx.clone(),
@@ -289,7 +296,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let _ = tokio::time::timeout(Duration::from_secs(2), mqtt_task).await;
-    pipeline.shutdown().await;
+    pipeline.shutdown(Duration::from_secs(5)).await;
     series.close().await;
     meta.close().await;
     drop(lock);

@@ -1,32 +1,65 @@
-//! Adapts the series store to the pipeline's durable sink.
+//! The series store as the log's first consumer: it keeps its checkpoint
+//! with its data (the LSN of the last batch stored, durable once sealed).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tributary_pipeline::{Committed, Sink, SinkError};
+use tributary_pipeline::{Committed, Consumer, ConsumerError};
 use tributary_store::SeriesStore;
 
-/// Feeds committed batches into a [`SeriesStore`].
-pub struct SeriesSink(pub Arc<dyn SeriesStore>);
+/// Feeds committed telemetry into a [`SeriesStore`].
+pub struct SeriesConsumer {
+    store: Arc<dyn SeriesStore>,
+    /// LSN of the last telemetry batch stored: what the store records as
+    /// applied (events of other kinds after it come again after a restart,
+    /// and are passed over again).
+    stored: AtomicU64,
+}
+
+impl SeriesConsumer {
+    /// The consumer feeding `store`.
+    pub fn new(store: Arc<dyn SeriesStore>) -> Self {
+        Self {
+            store,
+            stored: AtomicU64::new(0),
+        }
+    }
+}
 
 #[async_trait]
-impl Sink for SeriesSink {
-    async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), SinkError> {
-        let batches: Vec<_> = entries.iter().map(|e| (e.lsn, &e.batch)).collect();
-        self.0
+impl Consumer for SeriesConsumer {
+    fn name(&self) -> &str {
+        "series"
+    }
+
+    async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), ConsumerError> {
+        let batches: Vec<_> = entries
+            .iter()
+            .filter_map(|e| Some((e.lsn, e.event.telemetry()?)))
+            .collect();
+        self.store
             .apply(&batches)
             .await
-            .map_err(|e| SinkError(e.to_string()))
+            .map_err(|e| ConsumerError(e.to_string()))?;
+        if let Some((lsn, _)) = batches.last() {
+            self.stored.fetch_max(*lsn, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    async fn own_checkpoint(&self) -> Result<Option<u64>, ConsumerError> {
+        let lsn = self
+            .store
+            .applied_lsn()
+            .await
+            .map_err(|e| ConsumerError(e.to_string()))?;
+        self.stored.fetch_max(lsn, Ordering::AcqRel);
+        Ok(Some(lsn))
     }
 
     fn durable_lsn(&self) -> Option<u64> {
-        self.0.durable_lsn()
-    }
-
-    async fn applied_lsn(&self) -> Result<u64, SinkError> {
-        self.0
-            .applied_lsn()
-            .await
-            .map_err(|e| SinkError(e.to_string()))
+        let stored = self.stored.load(Ordering::Acquire);
+        Some(self.store.durable_lsn().map_or(stored, |d| d.min(stored)))
     }
 }

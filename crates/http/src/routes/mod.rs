@@ -1,6 +1,7 @@
 //! The route table: one module per area. Every route is registered together
 //! with its OpenAPI description, so the document covers what is served.
 
+mod admin;
 mod api_keys;
 mod attributes;
 mod audit;
@@ -120,6 +121,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(profiles::create, profiles::list))
         .routes(routes!(profiles::get, profiles::update, profiles::delete))
         .routes(routes!(audit::list))
+        .routes(routes!(admin::log))
         .routes(routes!(crate::live::ws::websocket))
         .routes(routes!(crate::live::sse::sse))
         .routes(routes!(device_api::telemetry))

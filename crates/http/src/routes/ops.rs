@@ -59,6 +59,7 @@ pub async fn readyz(State(s): State<AppState>) -> Result<impl IntoResponse, ApiE
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    s.pipeline.report_metrics();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

@@ -1,10 +1,13 @@
 //! The write-ahead log: segment files of checksummed records, written by one
-//! thread that shares each fsync among every batch waiting at that moment.
+//! thread that shares each fsync among every event waiting at that moment,
+//! and read back from any LSN by consumers.
 
 mod batch_codec;
+mod event_codec;
 #[cfg(test)]
 pub(crate) mod faults;
 mod prepare;
+mod reader;
 mod record;
 pub(crate) mod segment;
 mod writer;
@@ -12,9 +15,11 @@ mod writer;
 use std::path::PathBuf;
 
 pub use batch_codec::decode as decode_batch;
-pub use record::{decode_record, encode_batch, encode_record, Format, RecordError, HEADER_LEN};
+pub use event_codec::decode as decode_event;
+pub use reader::LogReader;
+pub use record::{decode_record, encode_event, encode_record, Format, RecordError, HEADER_LEN};
 pub use segment::{list_segments, recover, Recovery, SegmentInfo};
-pub(crate) use writer::{spawn_writer, AppendRequest, WriterConfig};
+pub(crate) use writer::{spawn_writer, AppendRequest, Floor, WriterConfig};
 
 /// Errors of the log: I/O, or a log that refuses writes after a failed fsync.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +44,8 @@ pub enum WalError {
     /// The log is shutting down.
     #[error("write-ahead log is shut down")]
     Closed,
-    /// A batch could not be encoded.
-    #[error("cannot encode batch: {0}")]
+    /// An event could not be encoded.
+    #[error("cannot encode event: {0}")]
     Encode(String),
 }
 

@@ -8,18 +8,21 @@ use tracing::{error, warn};
 use super::prepare::spare_path;
 use super::record::{decode_record, Format, RecordError};
 use super::WalError;
-use crate::sink::Committed;
 
-/// First bytes of every segment file written now (records in [`Format::Compact`]).
-pub const MAGIC: &[u8; 8] = b"TRBWAL2\n";
+/// First bytes of every segment file written now (records in [`Format::Events`]).
+pub const MAGIC: &[u8; 8] = b"TRBWAL3\n";
 
-/// First bytes of a segment of an earlier version (records in [`Format::Postcard`]).
+/// First bytes of a telemetry-only segment (records in [`Format::Compact`]).
+const MAGIC_COMPACT: &[u8; 8] = b"TRBWAL2\n";
+
+/// First bytes of a segment of the first versions (records in [`Format::Postcard`]).
 const MAGIC_POSTCARD: &[u8; 8] = b"TRBWAL1\n";
 
 /// The format of a segment's records, from its first bytes.
-fn format_of(data: &[u8]) -> Option<Format> {
+pub(crate) fn format_of(data: &[u8]) -> Option<Format> {
     match data.get(..MAGIC.len())? {
-        m if m == MAGIC => Some(Format::Compact),
+        m if m == MAGIC => Some(Format::Events),
+        m if m == MAGIC_COMPACT => Some(Format::Compact),
         m if m == MAGIC_POSTCARD => Some(Format::Postcard),
         _ => None,
     }
@@ -60,19 +63,18 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, WalError> {
     Ok(out)
 }
 
-/// What recovery found: entries not yet applied by the durable sink, and where to go on.
+/// What recovery found: where the log ends, and what was damaged.
 #[derive(Debug, Default)]
 pub struct Recovery {
-    /// Valid entries with an LSN above the sink's applied LSN, in order.
-    pub entries: Vec<Committed>,
     /// The highest valid LSN in the log (0 when the log is empty).
     pub last_lsn: u64,
     /// Human descriptions of damage found (also logged).
     pub damage: Vec<String>,
 }
 
-/// Reads every segment, truncates a torn tail, and returns entries after `applied_lsn`.
-pub fn recover(dir: &Path, applied_lsn: u64) -> Result<Recovery, WalError> {
+/// Reads every segment, checks every record and truncates a torn tail;
+/// the events themselves are read later, by each consumer (see [`super::reader`]).
+pub fn recover(dir: &Path) -> Result<Recovery, WalError> {
     let segments = list_segments(dir)?;
     let mut rec = Recovery::default();
     let count = segments.len();
@@ -93,11 +95,8 @@ pub fn recover(dir: &Path, applied_lsn: u64) -> Result<Recovery, WalError> {
         let mut off = MAGIC.len();
         while off < data.len() {
             match decode_record(&data[off..], format) {
-                Ok((lsn, batch, used)) if lsn > rec.last_lsn && lsn >= seg.first_lsn => {
+                Ok((lsn, _, used)) if lsn > rec.last_lsn && lsn >= seg.first_lsn => {
                     rec.last_lsn = lsn;
-                    if lsn > applied_lsn {
-                        rec.entries.push(Committed { lsn, batch });
-                    }
                     off += used;
                 }
                 Ok((lsn, _, _)) if is_last && lsn < seg.first_lsn => {
@@ -178,12 +177,34 @@ pub fn delete_applied(dir: &Path, applied: u64, active_first_lsn: u64) -> Result
     Ok(removed)
 }
 
+/// What a test sees of recovery: its findings and the events after an LSN.
+#[cfg(test)]
+pub(crate) struct Recovered {
+    pub last_lsn: u64,
+    pub damage: Vec<String>,
+    pub entries: Vec<std::sync::Arc<crate::consumer::Committed>>,
+}
+
+/// Recovers `dir`, then reads every event after `after` as a consumer would.
+#[cfg(test)]
+pub(crate) fn recovered(dir: &Path, after: u64) -> Recovered {
+    let rec = recover(dir).unwrap();
+    let entries = super::LogReader::new(dir, after + 1)
+        .read(rec.last_lsn, usize::MAX)
+        .unwrap();
+    Recovered {
+        last_lsn: rec.last_lsn,
+        damage: rec.damage,
+        entries,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wal::encode_record;
     use crate::wal::record::postcard_record;
-    use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
+    use tributary_model::{Batch, DeviceId, Event, Point, TenantId, Value};
 
     /// A batch of one point of `value`.
     fn one_point(value: Value) -> Batch {
@@ -200,7 +221,7 @@ mod tests {
 
     /// A segment file holding records `lsns`, then `zeros` zero bytes.
     fn segment(dir: &Path, first_lsn: u64, lsns: &[u64], zeros: usize) -> PathBuf {
-        let batch = one_point(Value::Int(1));
+        let batch = Event::Telemetry(one_point(Value::Int(1)));
         let mut data = MAGIC.to_vec();
         for lsn in lsns {
             encode_record(*lsn, &batch, &mut data).unwrap();
@@ -216,13 +237,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         segment(dir.path(), 1, &[1, 2], 0);
         let last = segment(dir.path(), 3, &[3], 5000);
-        let rec = recover(dir.path(), 0).unwrap();
+        let rec = recovered(dir.path(), 0);
         assert_eq!(rec.last_lsn, 3);
         assert_eq!(rec.entries.len(), 3);
         assert!(rec.damage.is_empty(), "{:?}", rec.damage);
         let len = fs::metadata(&last).unwrap().len();
         assert!(len < 5000, "the zeros are cut off: {len} bytes left");
-        assert!(recover(dir.path(), 0).unwrap().damage.is_empty());
+        assert!(recovered(dir.path(), 0).damage.is_empty());
     }
 
     /// Applied segments go, the first kept as the spare when there is none,
@@ -253,7 +274,7 @@ mod tests {
             "the first became the spare"
         );
         assert!(!first.exists());
-        let rec = recover(dir.path(), 4).unwrap();
+        let rec = recovered(dir.path(), 4);
         assert_eq!(
             rec.entries.iter().map(|e| e.lsn).collect::<Vec<_>>(),
             vec![5, 6]
@@ -274,7 +295,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let only = segment(dir.path(), 10, &[10, 11, 3, 4], 0);
         let written = fs::metadata(&only).unwrap().len();
-        let rec = recover(dir.path(), 0).unwrap();
+        let rec = recovered(dir.path(), 0);
         assert_eq!(
             rec.entries.iter().map(|e| e.lsn).collect::<Vec<_>>(),
             vec![10, 11]
@@ -283,13 +304,13 @@ mod tests {
         assert!(rec.damage.is_empty(), "{:?}", rec.damage);
         let cut = fs::metadata(&only).unwrap().len();
         assert!(cut < written, "the older records are cut off");
-        assert_eq!(recover(dir.path(), 0).unwrap().entries.len(), 2);
+        assert_eq!(recovered(dir.path(), 0).entries.len(), 2);
         assert_eq!(fs::metadata(&only).unwrap().len(), cut);
 
         // Nothing new written into it yet: only older records.
         let dir = tempfile::tempdir().unwrap();
         segment(dir.path(), 10, &[3, 4], 0);
-        let rec = recover(dir.path(), 0).unwrap();
+        let rec = recovered(dir.path(), 0);
         assert!(rec.entries.is_empty());
         assert_eq!(rec.last_lsn, 0);
         assert!(rec.damage.is_empty(), "{:?}", rec.damage);
@@ -306,15 +327,16 @@ mod tests {
         }
         fs::write(segment_path(dir.path(), 1), data).unwrap();
         segment(dir.path(), 3, &[3], 0);
-        let rec = recover(dir.path(), 0).unwrap();
+        let rec = recovered(dir.path(), 0);
         assert!(rec.damage.is_empty(), "{:?}", rec.damage);
         assert_eq!(
             rec.entries.iter().map(|e| e.lsn).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
-        assert_eq!(rec.entries[0].batch, batch);
-        assert_eq!(rec.entries[1].batch, batch);
-        assert_eq!(rec.entries[2].batch.points[0].value, Value::Int(1));
+        assert_eq!(rec.entries[0].event, Event::Telemetry(batch.clone()));
+        assert_eq!(rec.entries[1].event, Event::Telemetry(batch));
+        let third = rec.entries[2].event.telemetry().unwrap();
+        assert_eq!(third.points[0].value, Value::Int(1));
     }
 
     #[test]
@@ -322,7 +344,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         segment(dir.path(), 1, &[1], 300);
         segment(dir.path(), 3, &[3], 0);
-        let rec = recover(dir.path(), 0).unwrap();
+        let rec = recovered(dir.path(), 0);
         assert_eq!(rec.entries.len(), 2);
         assert_eq!(rec.damage.len(), 1, "{:?}", rec.damage);
     }

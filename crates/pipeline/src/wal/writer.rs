@@ -1,6 +1,11 @@
 //! The log writer thread: group commit. It takes every append request waiting
 //! at that moment, writes them as one buffer, fsyncs once, then acknowledges
-//! each and hands the group on to the sinks in LSN order.
+//! each and hands the group on to the consumers (through the in-memory
+//! tail) and the listeners, in LSN order.
+//!
+//! Back-pressure: while the log on disk holds more than its budget (a
+//! consumer is behind and keeps old segments from being trimmed), the
+//! writer waits before taking more: ingestion slows, nothing is dropped.
 //!
 //! A failed write or fsync is never retried on the same file descriptor (after
 //! a failed fsync the kernel may have dropped the dirty pages and reports
@@ -18,37 +23,50 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, warn};
-use tributary_model::Batch;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+use tributary_model::Event;
 
 use super::prepare::Preparer;
 use super::record::append_record;
-use super::segment::{delete_applied, segment_path, MAGIC};
+use super::segment::{delete_applied, list_segments, segment_path, MAGIC};
 use super::WalError;
-use crate::sink::{Committed, Listener};
+use crate::consumer::{Committed, Listener};
+use crate::lag::ByteIndex;
+use crate::tail::Tail;
 
 /// How often a failed log tries to recover, and a failed roll to a new segment is retried.
 pub(crate) const RETRY_EVERY: Duration = Duration::from_millis(500);
 
-/// One batch waiting to be logged, and where to send its LSN once durable.
+/// One event waiting to be logged, and where to send its LSN once durable.
 pub(crate) struct AppendRequest {
-    pub batch: Batch,
-    /// The batch as [`super::encode_batch`] encodes it.
+    pub event: Event,
+    /// The event as [`super::encode_event`] encodes it.
     pub encoded: Vec<u8>,
     pub reply: oneshot::Sender<Result<u64, WalError>>,
 }
+
+/// The LSN below which every consumer that must see everything has made
+/// its effects durable: segments wholly below it may go.
+pub(crate) type Floor = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Everything the writer thread needs.
 pub(crate) struct WriterConfig {
     pub dir: PathBuf,
     pub segment_bytes: u64,
     pub max_group_bytes: usize,
+    /// Most bytes of segments kept on disk before appends wait.
+    pub max_retained_bytes: u64,
     pub next_lsn: u64,
-    pub durable: Arc<AtomicU64>,
+    pub floor: Floor,
     pub committed: Arc<AtomicU64>,
+    /// Told the last durable LSN after every commit (consumers wait on it).
+    pub committed_tx: watch::Sender<u64>,
+    /// Bytes of segments on disk, for the status and the metrics.
+    pub retained: Arc<AtomicU64>,
+    pub tail: Arc<Tail>,
+    pub bytes: Arc<ByteIndex>,
     pub listeners: Vec<Arc<dyn Listener>>,
-    pub sink_tx: mpsc::Sender<Vec<Arc<Committed>>>,
     /// Injected I/O faults (unit tests only).
     #[cfg(test)]
     pub faults: Arc<super::faults::Faults>,
@@ -169,12 +187,70 @@ pub(crate) fn spawn_writer(
         .map_err(|e| WalError::io("wal-writer thread", e))
 }
 
+/// Bytes of the segments before the active one.
+fn closed_bytes(dir: &Path, active_first_lsn: u64) -> u64 {
+    list_segments(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| s.first_lsn < active_first_lsn)
+        .filter_map(|s| std::fs::metadata(&s.path).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Deletes the segments every consumer is past; returns the bytes of those left before the active one.
+fn trim(cfg: &WriterConfig, active_first_lsn: u64) -> u64 {
+    let floor = (cfg.floor)();
+    if let Err(e) = delete_applied(&cfg.dir, floor, active_first_lsn) {
+        warn!(error = %e, "cannot delete consumed write-ahead log segments");
+    }
+    cfg.bytes.trim(floor);
+    closed_bytes(&cfg.dir, active_first_lsn)
+}
+
+/// While the log holds more than its budget, waits for consumers to catch
+/// up (trimming as they do); gives up waiting when the log is closing.
+fn hold_back(
+    cfg: &WriterConfig,
+    closed: &mut u64,
+    segment: &Segment,
+    rx: &mpsc::Receiver<AppendRequest>,
+) {
+    let over = |closed: u64| closed + segment.len > cfg.max_retained_bytes;
+    if !over(*closed) {
+        return;
+    }
+    *closed = trim(cfg, segment.first_lsn);
+    if !over(*closed) {
+        return;
+    }
+    let started = Instant::now();
+    warn!(
+        retained_bytes = *closed + segment.len,
+        budget_bytes = cfg.max_retained_bytes,
+        "the write-ahead log is at its disk budget (a consumer is behind); appends wait"
+    );
+    while over(*closed) && !rx.is_closed() {
+        std::thread::sleep(Duration::from_millis(20));
+        *closed = trim(cfg, segment.first_lsn);
+        cfg.retained.store(*closed + segment.len, Ordering::Release);
+    }
+    let waited = started.elapsed();
+    metrics::counter!("tributary_log_backpressure_seconds_total").increment(waited.as_secs());
+    info!(
+        waited_ms = waited.as_millis() as u64,
+        "write-ahead log below its disk budget again; appends go on"
+    );
+}
+
 fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<AppendRequest>) {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut preparer = Preparer::new(&cfg.dir, cfg.segment_bytes);
     let mut broken: Option<Broken> = None;
     let mut roll_failed_at: Option<Instant> = None;
+    let mut closed = closed_bytes(&cfg.dir, segment.first_lsn);
     while let Some(first) = rx.blocking_recv() {
+        hold_back(&cfg, &mut closed, &segment, &rx);
         // Gather everything already waiting: these share one write and one fsync.
         let mut group = vec![first];
         let mut bytes = group[0].encoded.len();
@@ -248,34 +324,39 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
             continue;
         }
         segment.len += buf.len() as u64;
+        cfg.retained.store(closed + segment.len, Ordering::Release);
         metrics::counter!("tributary_wal_fsyncs_total").increment(1);
         metrics::counter!("tributary_wal_bytes_total").increment(buf.len() as u64);
         metrics::histogram!("tributary_wal_fsync_seconds").record(started.elapsed().as_secs_f64());
 
         let last_lsn = cfg.next_lsn - 1;
-        cfg.committed.store(last_lsn, Ordering::Release);
         let mut entries = Vec::with_capacity(accepted.len());
         let mut replies = Vec::with_capacity(accepted.len());
-        let mut points = 0u64;
+        let (mut points, mut batches) = (0u64, 0u64);
         for (lsn, req) in accepted {
-            points += req.batch.points.len() as u64;
+            if let Event::Telemetry(batch) = &req.event {
+                points += batch.points.len() as u64;
+                batches += 1;
+            }
             entries.push(Arc::new(Committed {
                 lsn,
-                batch: req.batch,
+                event: req.event,
             }));
             replies.push((lsn, req.reply));
         }
         metrics::counter!("tributary_points_accepted_total").increment(points);
-        metrics::counter!("tributary_batches_accepted_total").increment(entries.len() as u64);
+        metrics::counter!("tributary_batches_accepted_total").increment(batches);
+        metrics::counter!("tributary_log_events_total").increment(entries.len() as u64);
+        // In the tail before consumers learn the new LSN, so they find it there.
+        cfg.tail.push(&entries);
+        cfg.bytes.wrote(last_lsn, buf.len() as u64);
+        cfg.committed.store(last_lsn, Ordering::Release);
+        cfg.committed_tx.send_replace(last_lsn);
         for listener in &cfg.listeners {
             listener.on_commit(&entries);
         }
         for (lsn, reply) in replies {
             let _ = reply.send(Ok(lsn));
-        }
-        // Bounded: when the store falls behind, this waits, and ingestion slows with it.
-        if cfg.sink_tx.blocking_send(entries).is_err() {
-            warn!("series sink is gone; committed entries stay in the log for replay");
         }
 
         // Halfway through a segment, the next one starts being prepared (a
@@ -297,10 +378,8 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
                     roll_failed_at = Some(Instant::now());
                 }
             }
-            let durable = cfg.durable.load(Ordering::Acquire);
-            if let Err(e) = delete_applied(&cfg.dir, durable, segment.first_lsn) {
-                warn!(error = %e, "cannot delete applied write-ahead log segments");
-            }
+            closed = trim(&cfg, segment.first_lsn);
+            cfg.retained.store(closed + segment.len, Ordering::Release);
         }
     }
     // A clean end leaves nothing after the last record: neither zeros nor a
@@ -317,12 +396,13 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::encode_event;
     use crate::wal::faults::{Fault, Faults};
-    use crate::wal::{encode_batch, recover};
-    use tributary_model::{DeviceId, Point, TenantId, Value};
+    use crate::wal::segment::recovered;
+    use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
 
-    fn batch(v: i64) -> Batch {
-        Batch {
+    fn batch(v: i64) -> Event {
+        Event::Telemetry(Batch {
             tenant: TenantId::new(),
             device: DeviceId::new(),
             points: vec![Point {
@@ -330,7 +410,7 @@ mod tests {
                 ts: v,
                 value: Value::Int(v),
             }],
-        }
+        })
     }
 
     /// Appends one batch and waits for its outcome.
@@ -338,8 +418,8 @@ mod tests {
         let b = batch(v);
         let (reply, rx) = oneshot::channel();
         tx.blocking_send(AppendRequest {
-            encoded: encode_batch(&b),
-            batch: b,
+            encoded: encode_event(&b),
+            event: b,
             reply,
         })
         .unwrap();
@@ -354,17 +434,22 @@ mod tests {
     fn failed_writes_and_fsyncs_refuse_their_batch_and_the_log_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let faults = Arc::new(Faults::default());
-        let (sink_tx, mut sink_rx) = mpsc::channel(1024);
+        let tail = Arc::new(Tail::new(1 << 20));
+        let (committed_tx, _) = watch::channel(0);
         let (tx, rx) = mpsc::channel(16);
         let cfg = WriterConfig {
             dir: dir.path().to_path_buf(),
             segment_bytes: 1 << 20,
             max_group_bytes: 1 << 20,
+            max_retained_bytes: 1 << 30,
             next_lsn: 1,
-            durable: Arc::new(AtomicU64::new(0)),
+            floor: Arc::new(|| 0),
             committed: Arc::new(AtomicU64::new(0)),
+            committed_tx,
+            retained: Arc::new(AtomicU64::new(0)),
+            tail: tail.clone(),
+            bytes: Arc::new(ByteIndex::default()),
             listeners: Vec::new(),
-            sink_tx,
             faults: faults.clone(),
         };
         let writer = spawn_writer(cfg, rx).unwrap();
@@ -391,22 +476,19 @@ mod tests {
             vec![1, 2, 3],
             "refused batches leave no gap in LSNs"
         );
-        let mut sunk = Vec::new();
-        while let Ok(group) = sink_rx.try_recv() {
-            sunk.extend(group.iter().map(|c| c.lsn));
-        }
+        let sunk: Vec<u64> = tail.since(1, 100).unwrap().iter().map(|c| c.lsn).collect();
         assert_eq!(
             sunk,
             vec![1, 2, 3],
-            "only acknowledged batches reach the sinks"
+            "only acknowledged events reach the consumers"
         );
 
-        let rec = recover(dir.path(), 0).unwrap();
+        let rec = recovered(dir.path(), 0);
         assert!(rec.damage.is_empty(), "{:?}", rec.damage);
         let got: Vec<(u64, i64)> = rec
             .entries
             .iter()
-            .map(|c| match c.batch.points[0].value {
+            .map(|c| match c.event.telemetry().unwrap().points[0].value {
                 Value::Int(v) => (c.lsn, v),
                 _ => unreachable!(),
             })

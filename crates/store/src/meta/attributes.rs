@@ -2,50 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tributary_model::{DeviceId, TenantId};
 
 use super::MetaStore;
 use crate::{now_ms, StoreError};
 
-/// Who writes an attribute: the device (client), the platform (server), or
-/// the platform for the device to read (shared).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttributeScope {
-    /// Reported by the device.
-    Client,
-    /// Kept by the platform, invisible to the device.
-    Server,
-    /// Set by the platform, readable by the device.
-    Shared,
-}
-
-impl AttributeScope {
-    /// The scope's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttributeScope::Client => "client",
-            AttributeScope::Server => "server",
-            AttributeScope::Shared => "shared",
-        }
-    }
-}
-
-impl std::str::FromStr for AttributeScope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "client" => Ok(Self::Client),
-            "server" => Ok(Self::Server),
-            "shared" => Ok(Self::Shared),
-            other => Err(format!(
-                "unknown attribute scope {other:?} (use client, server or shared)"
-            )),
-        }
-    }
-}
+pub use tributary_model::AttributeScope;
 
 /// One attribute value and when it was last set (ms).
 #[derive(Clone, Debug, PartialEq)]

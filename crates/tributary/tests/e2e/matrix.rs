@@ -29,6 +29,9 @@ enum Rule {
     Owner,
     /// Any user session; never an API key.
     User,
+    /// The installation's system administrators (`system_admins`: here the
+    /// first start's admin, the matrix's owner) and nobody else.
+    SystemAdmin,
 }
 
 /// A principal of the matrix: name, credential, and what it is.
@@ -46,6 +49,7 @@ fn allowed(rule: Rule, who: &Who) -> bool {
         Rule::Admin => matches!(who.role, "owner" | "admin"),
         Rule::Owner => who.role == "owner",
         Rule::User => !who.is_key,
+        Rule::SystemAdmin => who.name == "owner",
     }
 }
 
@@ -69,6 +73,7 @@ const PUBLIC: &[(&str, &str)] = &[
 /// (method, OpenAPI path, rule).
 const ENDPOINTS: &[(&str, &str, Rule)] = &[
     ("get", "/api/v1/me", Rule::User),
+    ("get", "/api/v1/admin/log", Rule::SystemAdmin),
     ("post", "/api/v1/auth/logout", Rule::User),
     ("post", "/api/v1/auth/password", Rule::User),
     ("post", "/api/v1/auth/switch", Rule::User),

@@ -198,3 +198,53 @@ async fn health_readiness_metrics_and_unknown_routes() {
         .unwrap();
     assert_eq!(res.status(), 405);
 }
+
+/// The system administrator reads the event log's state: the series store
+/// as a consumer, caught up, and the bytes on disk against the budget; a
+/// tenant's owner who is not one gets 403, and `/metrics` carries the lag.
+#[tokio::test]
+async fn the_log_status_shows_each_consumer_to_system_admins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let admin = Api::new(&s.base, &login(&s.base).await);
+    let (_, token) = create_device(&s.base, &admin.token, "meter").await;
+    post_telemetry(&s.base, &token, r#"{"v": 1}"#).await;
+
+    let status = admin.must("GET", "/api/v1/admin/log", None, 200).await;
+    let committed = status["committed_lsn"].as_u64().unwrap();
+    assert!(committed >= 1, "{status}");
+    assert!(status["retained_bytes"].as_u64().unwrap() > 0, "{status}");
+    assert_eq!(status["max_retained_bytes"], 8u64 << 30);
+    let consumers = status["consumers"].as_array().unwrap();
+    assert_eq!(consumers[0]["name"], "series", "{status}");
+    assert_eq!(consumers[0]["applied_lsn"].as_u64().unwrap(), committed);
+    assert_eq!(consumers[0]["lag_events"], 0);
+
+    let member = invite_and_accept(&admin, "viewer@example.com", "owner").await;
+    let member = Api::new(&s.base, &member);
+    let (code, body) = member.get("/api/v1/admin/log").await;
+    assert_eq!(code, 403, "{body}");
+    let key = api_key(&admin, "ops", "read").await;
+    assert_eq!(
+        Api::new(&s.base, &key).get("/api/v1/admin/log").await.0,
+        403
+    );
+    assert_eq!(Api::new(&s.base, "").get("/api/v1/admin/log").await.0, 401);
+
+    let metrics = client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tributary_log_consumer_lag_events{consumer=\"series\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tributary_log_retained_bytes"),
+        "{metrics}"
+    );
+}

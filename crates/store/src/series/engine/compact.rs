@@ -99,6 +99,7 @@ impl Engine {
             st.manifest.levels.insert(merged.id, level);
             st.blocks.insert(merged.id, merged.clone());
             st.manifest.version += 1;
+            st.report();
             st.manifest.clone()
         };
         if let Err(e) = self.save_manifest(manifest).await {

@@ -79,6 +79,7 @@ impl Engine {
             }
             st.manifest.blocks.retain(|id| !gone.contains(id));
             st.manifest.version += 1;
+            st.report();
             (st.manifest.clone(), dead, rewrite)
         };
         self.save_manifest(manifest.clone()).await?;

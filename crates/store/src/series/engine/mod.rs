@@ -129,6 +129,15 @@ impl State {
         self.head_points >= factor.saturating_mul(config.max_head_points)
             || self.head_bytes >= factor.saturating_mul(config.max_head_bytes)
     }
+
+    /// Sets the gauges of what the engine holds in memory.
+    pub(crate) fn report(&self) {
+        metrics::gauge!("tributary_tsdb_head_points").set(self.head_points as f64);
+        metrics::gauge!("tributary_tsdb_head_bytes").set(self.head_bytes as f64);
+        metrics::gauge!("tributary_tsdb_blocks").set(self.blocks.len() as f64);
+        let entries: usize = self.blocks.values().map(|b| b.index.len()).sum();
+        metrics::gauge!("tributary_tsdb_index_entries").set(entries as f64);
+    }
 }
 
 /// Points of one key in one batch from which a new head starts in a kept
@@ -273,6 +282,7 @@ impl Engine {
             }
             st.head_points += added;
             st.head_bytes += bytes;
+            metrics::gauge!("tributary_tsdb_head_points").set(st.head_points as f64);
             st.head_over(&self.0.config, 1)
         };
         if full {
@@ -404,6 +414,7 @@ impl Engine {
             st.manifest.blocks.push(block.id);
             st.manifest.durable_lsn = st.manifest.durable_lsn.max(seal_lsn);
             st.manifest.version += 1;
+            st.report();
             st.manifest.clone()
         };
         match self.save_manifest(manifest).await {
@@ -680,6 +691,7 @@ impl SeriesStore for Engine {
             }
             st.head_points += added;
             st.head_bytes += bytes;
+            metrics::gauge!("tributary_tsdb_head_points").set(st.head_points as f64);
             st.head_over(&self.0.config, 1)
                 || (st.head_points > 0 && st.last_seal.elapsed() >= self.0.config.seal_interval)
         };

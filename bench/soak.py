@@ -214,7 +214,7 @@ def main():
     for t in threads:
         t.start()
 
-    rss, troughs = [], []
+    rss, troughs, phased = [], [], []
     started = time.monotonic()
     minute = 0
     print("minute rss_mib rss_min rss_max open_files points_per_s ack_p50_ms ack_p99_ms live_p99_ms errors "
@@ -235,12 +235,25 @@ def main():
         if minute > a.warmup_min:
             rss.append((minute * a.sample_secs / 60, r))
             troughs.append((minute * a.sample_secs / 60, min(within)))
+            entries = gauges.get("tributary_tsdb_index_entries")
+            if entries is not None:
+                phased.append((minute * a.sample_secs / 60, min(within), float(entries)))
         fmt = lambda v: "-" if v is None else f"{v:.1f}"
         print(f"{minute} {r:.1f} {min(within):.1f} {max(within):.1f} {fds} {points / a.sample_secs:.0f} "
               f"{fmt(pct(acks, 0.5))} {fmt(pct(acks, 0.99))} {fmt(pct(live, 0.99))} {errors} "
               f"{gauges.get('tributary_tsdb_head_points', '-')} {gauges.get('tributary_tsdb_index_entries', '-')} "
               f"{gauges.get('tributary_mqtt_sessions', '-')}", flush=True)
     stop.set()
+    # RSS swings with the compaction cycle (blocks pile up, then merge); the
+    # samples taken when the engine holds the fewest index entries are at the
+    # same point of that cycle, so their slope is the one free of it.
+    fewest = min((e for _, _, e in phased), default=None)
+    same_phase = [(m, r) for m, r, e in phased if e == fewest]
+    if len(same_phase) >= 2:
+        print(f"same phase of compaction (index entries {fewest:.0f}) at minutes "
+              f"{', '.join(f'{m:.0f}' for m, _ in same_phase)}: RSS low points "
+              f"{', '.join(f'{r:.0f}' for _, r in same_phase)} MiB, slope {slope_per_hour(same_phase):+.1f} MiB/h",
+              flush=True)
     if rss:
         print(f"summary: {a.secs}s at {a.rate} points/s target, {a.devices} devices x {len(KEYS)} keys, "
               f"RSS slope after minute {a.warmup_min}: {slope_per_hour(rss):+.1f} MiB/h sampled each minute, "

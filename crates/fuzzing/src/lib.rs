@@ -239,11 +239,20 @@ mod connection {
                     max_sessions_per_tenant: 1000,
                     max_session_expiry: Duration::from_secs(60),
                 });
+                let gateway = tributary_ingest::Gateway::new(
+                    auth.clone(),
+                    meta.clone(),
+                    Arc::new(ProfileCache::default()),
+                    pipeline,
+                    tributary_ingest::GatewayConfig {
+                        parse_limits: Default::default(),
+                        attributes_catch_up: Duration::from_millis(100),
+                    },
+                );
                 let state = MqttState {
                     auth,
-                    pipeline,
+                    gateway,
                     meta,
-                    profiles: Arc::new(ProfileCache::default()),
                     broker,
                     slots: Arc::new(tokio::sync::Semaphore::new(64)),
                     config: Arc::new(MqttConfig {

@@ -250,6 +250,28 @@ impl From<tributary_store::StoreError> for ApiError {
     }
 }
 
+impl From<tributary_ingest::IngestError> for ApiError {
+    fn from(e: tributary_ingest::IngestError) -> Self {
+        use tributary_ingest::IngestError as I;
+        match e {
+            I::UnknownDevice => ApiError::unauthorized(e.to_string()),
+            I::Malformed { detail } => ApiError::invalid_payload(detail),
+            I::Invalid { field, detail } => {
+                let err = ApiError::invalid_payload(detail);
+                match field {
+                    Some(f) => err.with_field(f),
+                    None => err,
+                }
+            }
+            I::InvalidAttribute { field, detail } => ApiError::validation(&field, detail),
+            I::Profile { field, detail } => ApiError::invalid_payload(detail).with_field(field),
+            I::NotStored(wal) => ApiError::not_stored("write", &wal),
+            I::Store(s) => s.into(),
+            I::Unavailable(detail) => ApiError::unavailable(detail),
+        }
+    }
+}
+
 impl From<tributary_auth::AuthError> for ApiError {
     fn from(e: tributary_auth::AuthError) -> Self {
         use tributary_auth::AuthError as A;

@@ -56,8 +56,10 @@ pub struct AppState {
     pub meta: MetaStore,
     /// Time series.
     pub series: Arc<dyn SeriesStore>,
-    /// Durable ingestion.
+    /// The event log.
     pub pipeline: Arc<Pipeline>,
+    /// The ingest gateway: device telemetry and attribute writes into the log.
+    pub gateway: tributary_ingest::Gateway,
     /// Live fan-out.
     pub hub: Arc<Hub>,
     /// Credentials.

@@ -258,7 +258,7 @@ impl Listener for Hub {
             match &e.event {
                 tributary_model::Event::Telemetry(batch) => self.publish(e.lsn, batch),
                 tributary_model::Event::Attributes(a) => {
-                    self.publish_attributes(a.tenant, a.device, a.scope.as_str(), &a.values())
+                    self.publish_attributes(a.tenant, a.device, a.scope.as_str(), &a.update())
                 }
                 _ => {}
             }

@@ -81,6 +81,16 @@ impl AttributeChange {
             })
             .collect()
     }
+
+    /// The change as subscribers see it: keys set with their values, keys
+    /// deleted as `null`.
+    pub fn update(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut out = self.values();
+        for k in &self.deleted {
+            out.insert(k.clone(), serde_json::Value::Null);
+        }
+        out
+    }
 }
 
 /// What happened to a device.

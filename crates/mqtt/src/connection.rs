@@ -678,20 +678,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                             let durable = next_durable(&mut self.pending).await;
                             self.acknowledge_all(durable).await?;
                         }
-                        let durable = self.state.pipeline.submit(batch).await.map_err(|e| {
+                        let durable = self.state.gateway.submit(batch).await.map_err(|e| {
                             ConnError::Rejected(format!("telemetry not stored: {e}"))
                         })?;
                         self.pending.push_back((p.pkid, p.qos, durable));
                         return Ok(());
                     }
                     // QoS 2: durable before PUBREC, one at a time.
-                    Ok(Handled::Telemetry(batch)) => self
-                        .state
-                        .pipeline
-                        .append(batch)
-                        .await
-                        .map(|_| PubAckReason::Success)
-                        .map_err(|e| device::unavailable(format!("telemetry not stored: {e}"))),
+                    Ok(Handled::Telemetry(batch)) => match self.state.gateway.submit(batch).await {
+                        Ok(durable) => durable
+                            .await
+                            .map(|_| PubAckReason::Success)
+                            .map_err(|e| device::unavailable(format!("telemetry not stored: {e}"))),
+                        Err(e) => Err(e.into()),
+                    },
                     Err(r) => Err(r),
                 }
             }

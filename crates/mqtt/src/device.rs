@@ -1,15 +1,16 @@
 //! The ThingsBoard device API over MQTT: what a device's publishes on
-//! `v1/devices/me/...` do. Telemetry is durable before this returns, so the
-//! caller can acknowledge it.
+//! `v1/devices/me/...` do, in MQTT's terms; what is decided about a payload
+//! is decided by the ingest gateway. Telemetry is returned as a checked
+//! batch for the connection to log (and acknowledge once durable).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use rumqttc::v5::mqttbytes::QoS;
+use tributary_ingest::IngestError;
 use tributary_model::time::now_ns;
-use tributary_model::{parse_telemetry, Batch, ParseError};
+use tributary_model::Batch;
 use tributary_store::meta::AttributeScope;
 use tributary_store::Device;
 
@@ -38,8 +39,28 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal, counted in `tributary_batches_rejected_total{reason}`.
     pub fn new(code: PubAckReason, reason: &'static str, detail: String) -> Self {
-        metrics::counter!("tributary_batches_rejected_total", "reason" => reason).increment(1);
+        tributary_ingest::error::count_rejected(reason);
         Self { code, detail }
+    }
+}
+
+impl From<IngestError> for Refusal {
+    /// The gateway's refusal (already counted) in MQTT's terms.
+    fn from(e: IngestError) -> Self {
+        let code = match e {
+            IngestError::UnknownDevice => PubAckReason::NotAuthorized,
+            IngestError::Malformed { .. }
+            | IngestError::Invalid { .. }
+            | IngestError::InvalidAttribute { .. }
+            | IngestError::Profile { .. } => PubAckReason::PayloadFormatInvalid,
+            IngestError::NotStored(_) | IngestError::Store(_) | IngestError::Unavailable(_) => {
+                PubAckReason::ImplementationSpecificError
+            }
+        };
+        Self {
+            code,
+            detail: e.to_string(),
+        }
     }
 }
 
@@ -99,30 +120,7 @@ async fn other(
 
 /// Parses and validates a telemetry payload into a batch.
 async fn telemetry(state: &MqttState, device: &Device, payload: &[u8]) -> Result<Batch, Refusal> {
-    let points = parse_telemetry(payload, now_ns(), &state.config.parse_limits).map_err(|e| {
-        let reason = if matches!(e, ParseError::Json(_)) {
-            "malformed"
-        } else {
-            "invalid"
-        };
-        Refusal::new(PubAckReason::PayloadFormatInvalid, reason, e.to_string())
-    })?;
-    match state.profiles.check(&state.meta, device, &points).await {
-        Ok(Ok(())) => {}
-        Ok(Err(v)) => {
-            return Err(Refusal::new(
-                PubAckReason::PayloadFormatInvalid,
-                "profile",
-                v.to_string(),
-            ))
-        }
-        Err(e) => return Err(unavailable(e.to_string())),
-    }
-    Ok(Batch {
-        tenant: device.tenant,
-        device: device.id,
-        points,
-    })
+    Ok(state.gateway.telemetry(device, payload).await?)
 }
 
 /// The refusal for telemetry the log could not take.
@@ -134,29 +132,10 @@ pub fn unavailable(detail: String) -> Refusal {
     )
 }
 
-/// Stores client attributes.
+/// Stores client attributes (durable in the log, then stored, when this returns).
 async fn attributes(state: &MqttState, device: &Device, payload: &[u8]) -> Result<(), Refusal> {
-    let values: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(payload).map_err(|e| {
-            Refusal::new(
-                PubAckReason::PayloadFormatInvalid,
-                "malformed",
-                format!("attributes must be a JSON object: {e}"),
-            )
-        })?;
-    if values.is_empty() || values.values().any(serde_json::Value::is_null) {
-        return Err(Refusal::new(
-            PubAckReason::PayloadFormatInvalid,
-            "invalid",
-            "attributes must be a non-empty object without nulls".into(),
-        ));
-    }
-    state
-        .meta
-        .set_attributes(device.tenant, device.id, AttributeScope::Client, &values)
-        .await
-        .map(|_| ())
-        .map_err(|e| unavailable(e.to_string()))
+    state.gateway.client_attributes(device, payload).await?;
+    Ok(())
 }
 
 /// `{"clientKeys":"a,b","sharedKeys":"c"}` → `{"client":{…},"shared":{…}}` on

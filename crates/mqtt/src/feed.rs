@@ -1,22 +1,33 @@
-//! Device telemetry into each tenant's broker: every committed batch is
-//! published on `$devices/{device id}/telemetry` for the tenant's clients
-//! that subscribed to it (a `$` topic, so `#` alone does not match it).
+//! The log into the brokers: every committed telemetry batch is published
+//! on `$devices/{device id}/telemetry` for the tenant's clients that
+//! subscribed to it (a `$` topic, so `#` alone does not match it), and every
+//! change of shared attributes is pushed to its device on
+//! `v1/devices/me/attributes`, whoever made it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rumqttc::v5::mqttbytes::QoS;
+use tributary_model::{AttributeScope, Event};
 use tributary_pipeline::{Committed, Listener};
 
 use crate::broker::Broker;
 use crate::session::Space;
 
-/// The pipeline listener that feeds telemetry to broker subscribers.
-pub struct TelemetryFeed(pub Arc<Broker>);
+/// The log listener that feeds the brokers.
+pub struct LogFeed(pub Arc<Broker>);
 
-impl Listener for TelemetryFeed {
+impl Listener for LogFeed {
     fn on_commit(&self, entries: &[Arc<Committed>]) {
-        for batch in entries.iter().filter_map(|e| e.event.telemetry()) {
+        for entry in entries {
+            let batch = match &entry.event {
+                Event::Telemetry(batch) => batch,
+                Event::Attributes(a) if a.scope == AttributeScope::Shared => {
+                    self.0.push_shared_attributes(a.device, &a.update());
+                    continue;
+                }
+                _ => continue,
+            };
             let space = Space::Tenant(batch.tenant);
             let topic = format!("$devices/{}/telemetry", batch.device);
             // The JSON is built only when an application subscribes.

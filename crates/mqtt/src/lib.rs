@@ -20,7 +20,7 @@ mod topic;
 
 pub use broker::{Broker, BrokerLimits};
 pub use codec::decode_client_stream;
-pub use feed::TelemetryFeed;
+pub use feed::LogFeed;
 pub use listener::{
     serve, serve_stream, slot, sweep, tls_acceptor, MqttConfig, MqttState, TlsError,
 };

@@ -11,9 +11,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tributary_auth::Authenticator;
+use tributary_ingest::Gateway;
 use tributary_model::ParseLimits;
-use tributary_pipeline::Pipeline;
-use tributary_store::meta::ProfileCache;
 use tributary_store::MetaStore;
 
 use crate::broker::Broker;
@@ -39,12 +38,10 @@ pub struct MqttConfig {
 pub struct MqttState {
     /// Credentials.
     pub auth: Arc<Authenticator>,
-    /// Durable ingestion.
-    pub pipeline: Arc<Pipeline>,
-    /// Metadata (attributes, profiles).
+    /// The ingest gateway: device telemetry and attributes into the log.
+    pub gateway: Gateway,
+    /// Metadata (attribute reads).
     pub meta: MetaStore,
-    /// Profile schemas for validation.
-    pub profiles: Arc<ProfileCache>,
     /// Sessions, subscriptions, retained messages, RPC calls.
     pub broker: Arc<Broker>,
     /// Connection slots shared by every transport.

@@ -2,11 +2,11 @@
 
 mod bootstrap;
 mod config;
+mod consumers;
 mod fds;
 mod logging;
 mod serve;
 mod simulate;
-mod sinks;
 
 use std::process::ExitCode;
 

@@ -18,7 +18,7 @@ use tributary_store::retention::RetentionPolicy;
 use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SqliteSeries};
 
 use crate::config::{Config, SeriesStoreKind};
-use crate::sinks::SeriesConsumer;
+use crate::consumers::{AttributesConsumer, SeriesConsumer};
 use crate::{bootstrap, fds, logging};
 
 /// Runs the server until a shutdown signal; returns once everything is synced.
@@ -123,10 +123,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max_retained_bytes: config.wal_max_retained_bytes,
         },
         Arc::new(SeriesConsumer::new(series.clone())),
-        Vec::new(),
+        vec![Arc::new(AttributesConsumer(meta.clone()))],
         vec![
             hub.clone() as Arc<dyn Listener>,
-            Arc::new(tributary_mqtt::TelemetryFeed(broker.clone())),
+            Arc::new(tributary_mqtt::LogFeed(broker.clone())),
         ],
     )
     .await
@@ -159,11 +159,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_string_len: config.max_string_bytes,
         max_points: config.max_points_per_batch,
     };
+    let gateway = tributary_ingest::Gateway::new(
+        auth.clone(),
+        meta.clone(),
+        profiles.clone(),
+        pipeline.clone(),
+        tributary_ingest::GatewayConfig {
+            parse_limits: parse_limits.clone(),
+            attributes_catch_up: Duration::from_millis(config.query_catch_up_ms),
+        },
+    );
     let mqtt_state = tributary_mqtt::MqttState {
         auth: auth.clone(),
-        pipeline: pipeline.clone(),
+        gateway: gateway.clone(),
         meta: meta.clone(),
-        profiles: profiles.clone(),
         broker: broker.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(connections.mqtt.max(1))),
         config: Arc::new(tributary_mqtt::MqttConfig {
@@ -178,6 +187,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         meta: meta.clone(),
         series: series.clone(),
         pipeline: pipeline.clone(),
+        gateway,
         hub,
         auth,
         mqtt: Some(mqtt_state.clone()),

@@ -14,12 +14,8 @@ use super::devices::find;
 use crate::extract::{ApiJson, Auth, ClientIp};
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::validate;
 
-/// Most attributes one request may set.
-pub const MAX_ATTRIBUTES: usize = 1000;
-/// Largest attribute value, as JSON text.
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+pub use tributary_ingest::attributes::MAX_ATTRIBUTES;
 
 /// One attribute value and when it was set.
 #[derive(Serialize, ToSchema)]
@@ -75,35 +71,6 @@ pub fn csv(raw: Option<&str>) -> Vec<String> {
 pub fn scope(raw: &str) -> Result<AttributeScope, ApiError> {
     raw.parse()
         .map_err(|e: String| ApiError::validation("scope", e))
-}
-
-/// Checks keys and values of attributes to set.
-pub fn check_values(values: &BTreeMap<String, serde_json::Value>) -> Result<(), ApiError> {
-    if values.is_empty() {
-        return Err(ApiError::validation("body", "no attributes to set"));
-    }
-    if values.len() > MAX_ATTRIBUTES {
-        return Err(ApiError::validation(
-            "body",
-            format!("at most {MAX_ATTRIBUTES} attributes per request"),
-        ));
-    }
-    for (k, v) in values {
-        validate::key("attribute", k)?;
-        if v.is_null() {
-            return Err(ApiError::validation(
-                k,
-                format!("attribute {k:?} is null; delete it instead"),
-            ));
-        }
-        if v.to_string().len() > MAX_VALUE_BYTES {
-            return Err(ApiError::validation(
-                k,
-                format!("attribute {k:?} is larger than {MAX_VALUE_BYTES} bytes"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The attributes grouped as the API shows them.
@@ -176,15 +143,9 @@ pub async fn set(
             "client attributes are written by the device; use server or shared",
         ));
     }
-    check_values(&values)?;
-    s.meta
+    s.gateway
         .set_attributes(p.tenant, device.id, scope, &values)
         .await?;
-    s.hub
-        .publish_attributes(p.tenant, device.id, scope.as_str(), &values);
-    if let (AttributeScope::Shared, Some(mqtt)) = (scope, &s.mqtt) {
-        mqtt.broker.push_shared_attributes(device.id, &values);
-    }
     let keys: Vec<&String> = values.keys().collect();
     s.audit(
         p,
@@ -220,19 +181,10 @@ pub async fn delete(
             "name the keys to delete: ?keys=a,b",
         ));
     }
-    s.meta
-        .delete_attributes(p.tenant, device.id, scope, &keys)
+    // Live clients and devices (shared scope) see removed attributes as null.
+    s.gateway
+        .delete_attributes(p.tenant, device.id, scope, keys.clone())
         .await?;
-    // Live clients see removed attributes as null.
-    let removed = keys
-        .iter()
-        .map(|k| (k.clone(), serde_json::Value::Null))
-        .collect();
-    s.hub
-        .publish_attributes(p.tenant, device.id, scope.as_str(), &removed);
-    if let (AttributeScope::Shared, Some(mqtt)) = (scope, &s.mqtt) {
-        mqtt.broker.push_shared_attributes(device.id, &removed);
-    }
     s.audit(
         p,
         &ip,

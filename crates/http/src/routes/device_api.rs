@@ -1,37 +1,24 @@
 //! The ThingsBoard-compatible device HTTP API, authenticated by the device's
 //! access token in the path: telemetry and attributes.
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value as Json_;
-use tributary_model::time::now_ns;
-use tributary_model::{parse_telemetry, Batch};
 use tributary_store::meta::AttributeScope;
-use tributary_store::Device;
 use utoipa::IntoParams;
 
-use super::attributes::{check_values, csv};
+use super::attributes::csv;
 use crate::extract::read_body;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
+/// Counts a refusal the gateway did not see (the body, read here).
 fn rejected(reason: &'static str, e: ApiError) -> ApiError {
-    metrics::counter!("tributary_batches_rejected_total", "reason" => reason).increment(1);
+    tributary_ingest::error::count_rejected(reason);
     e
-}
-
-async fn device(s: &AppState, token: &str) -> Result<Device, ApiError> {
-    s.auth.device(token).await?.ok_or_else(|| {
-        rejected(
-            "unauthorized",
-            ApiError::unauthorized("unknown device access token"),
-        )
-    })
 }
 
 /// Send telemetry: `{"temp":21.5}`, `{"ts":<ms>,"values":{…}}`, or an array of either. 200 means durable.
@@ -48,46 +35,20 @@ pub async fn telemetry(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let limit = s.config.max_body_bytes;
-    let device = device(&s, &token).await?;
-    let bytes = read_body(&headers, body, limit).await.map_err(|e| {
-        rejected(
-            if e.status == 413 {
-                "too_large"
-            } else {
-                "malformed"
-            },
-            e,
-        )
-    })?;
-    let points = parse_telemetry(&bytes, now_ns(), &s.config.parse_limits).map_err(|e| {
-        let reason = match e {
-            tributary_model::ParseError::Json(_) => "malformed",
-            _ => "invalid",
-        };
-        let field = e.field().map(str::to_string);
-        let mut err = ApiError::invalid_payload(e.to_string());
-        err.field = field;
-        rejected(reason, err)
-    })?;
-    s.profiles
-        .check(&s.meta, &device, &points)
-        .await?
-        .map_err(|v| {
-            let field = v.key.clone();
+    let device = s.gateway.device(&token).await?;
+    let bytes = read_body(&headers, body, s.config.max_body_bytes)
+        .await
+        .map_err(|e| {
             rejected(
-                "profile",
-                ApiError::invalid_payload(v.to_string()).with_field(field),
+                if e.status == 413 {
+                    "too_large"
+                } else {
+                    "malformed"
+                },
+                e,
             )
         })?;
-    s.pipeline
-        .append(Batch {
-            tenant: device.tenant,
-            device: device.id,
-            points,
-        })
-        .await
-        .map_err(|e| rejected("unavailable", ApiError::not_stored("telemetry", &e)))?;
+    s.gateway.ingest_telemetry(&device, &bytes).await?;
     Ok(StatusCode::OK)
 }
 
@@ -102,21 +63,20 @@ pub async fn post_attributes(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let device = device(&s, &token).await?;
-    let bytes = read_body(&headers, body, s.config.max_body_bytes).await?;
-    let values: BTreeMap<String, Json_> = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid_payload(format!("expected a JSON object of attributes: {e}"))
-    })?;
-    check_values(&values)?;
-    s.meta
-        .set_attributes(device.tenant, device.id, AttributeScope::Client, &values)
-        .await?;
-    s.hub.publish_attributes(
-        device.tenant,
-        device.id,
-        AttributeScope::Client.as_str(),
-        &values,
-    );
+    let device = s.gateway.device(&token).await?;
+    let bytes = read_body(&headers, body, s.config.max_body_bytes)
+        .await
+        .map_err(|e| {
+            rejected(
+                if e.status == 413 {
+                    "too_large"
+                } else {
+                    "malformed"
+                },
+                e,
+            )
+        })?;
+    s.gateway.client_attributes(&device, &bytes).await?;
     Ok(StatusCode::OK)
 }
 
@@ -141,7 +101,7 @@ pub async fn get_attributes(
     q: Result<Query<DeviceAttributeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Json_>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let device = device(&s, &token).await?;
+    let device = s.gateway.device(&token).await?;
     let mut out = serde_json::Map::new();
     for (scope, name, keys) in [
         (

@@ -410,13 +410,13 @@ async fn write(
                 continue;
             }
         };
-        match s.profiles.check(&s.meta, &device, &points).await {
-            Ok(Ok(())) => {}
-            Ok(Err(v)) => {
+        match s.gateway.check(&device, &points).await {
+            Ok(()) => {}
+            Err(tributary_ingest::IngestError::Profile { detail, .. }) => {
                 errors.push(LineError {
                     line: 0,
                     text: line_protocol::clip(&series),
-                    reason: line_protocol::clip(&v.to_string()),
+                    reason: line_protocol::clip(&detail),
                 });
                 continue;
             }
@@ -429,9 +429,10 @@ async fn write(
                 device: device.id,
                 points: chunk,
             };
-            match s.pipeline.submit(batch).await {
+            match s.gateway.submit(batch).await {
                 Ok(d) => pending.push(d),
-                Err(e) => return not_stored(style, &e),
+                Err(tributary_ingest::IngestError::NotStored(e)) => return not_stored(style, &e),
+                Err(e) => return unavailable(style, e.to_string()),
             }
         }
     }

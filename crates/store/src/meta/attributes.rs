@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use sqlx::{QueryBuilder, Row, Sqlite};
-use tributary_model::{DeviceId, TenantId};
+use tributary_model::{AttributeChange, DeviceId, TenantId};
 
 use super::MetaStore;
-use crate::{now_ms, StoreError};
+use crate::StoreError;
 
 pub use tributary_model::AttributeScope;
 
@@ -20,32 +20,44 @@ pub struct Attribute {
 }
 
 impl MetaStore {
-    /// Sets attributes of a device in one scope (the device must be in `tenant`).
-    pub async fn set_attributes(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        scope: AttributeScope,
-        values: &BTreeMap<String, serde_json::Value>,
-    ) -> Result<bool, StoreError> {
-        if self.get_device(tenant, device).await?.is_none() {
+    /// Applies an attribute change from the event log: its sets and
+    /// deletions in one transaction, stamped with the change's time. A
+    /// change for a device no longer in `tenant` is passed over (false).
+    /// Applying the same change again leaves the same state.
+    pub async fn apply_attribute_change(&self, c: &AttributeChange) -> Result<bool, StoreError> {
+        if self.get_device(c.tenant, c.device).await?.is_none() {
             return Ok(false);
         }
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        for (k, v) in values {
+        for (k, v) in &c.set {
             sqlx::query(
                 "INSERT INTO attributes (tenant_id, device_id, scope, key, value, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             )
-            .bind(tenant.to_string())
-            .bind(device.to_string())
-            .bind(scope.as_str())
+            .bind(c.tenant.to_string())
+            .bind(c.device.to_string())
+            .bind(c.scope.as_str())
             .bind(k)
-            .bind(v.to_string())
-            .bind(now)
+            .bind(v)
+            .bind(c.at_ms)
             .execute(&mut *tx)
             .await?;
+        }
+        if !c.deleted.is_empty() {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("DELETE FROM attributes WHERE tenant_id = ");
+            qb.push_bind(c.tenant.to_string())
+                .push(" AND device_id = ")
+                .push_bind(c.device.to_string())
+                .push(" AND scope = ")
+                .push_bind(c.scope.as_str())
+                .push(" AND key IN (");
+            let mut sep = qb.separated(", ");
+            for k in &c.deleted {
+                sep.push_bind(k.clone());
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -97,29 +109,5 @@ impl MetaStore {
             );
         }
         Ok(out)
-    }
-
-    /// Deletes attributes of one scope; returns how many went.
-    pub async fn delete_attributes(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        scope: AttributeScope,
-        keys: &[String],
-    ) -> Result<u64, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("DELETE FROM attributes WHERE tenant_id = ");
-        qb.push_bind(tenant.to_string())
-            .push(" AND device_id = ")
-            .push_bind(device.to_string())
-            .push(" AND scope = ")
-            .push_bind(scope.as_str())
-            .push(" AND key IN (");
-        let mut sep = qb.separated(", ");
-        for k in keys {
-            sep.push_bind(k.clone());
-        }
-        qb.push(")");
-        Ok(qb.build().execute(&self.pool).await?.rows_affected())
     }
 }

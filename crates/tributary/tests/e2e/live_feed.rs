@@ -194,6 +194,38 @@ async fn selectors_devices_group_labels_tenant_and_attribute_events() {
     };
     assert_eq!(attr["values"]["fw"], "2");
 
+    // Client attributes a device publishes over MQTT reach live clients as
+    // well (they go through the log like every other attribute write), and
+    // are stored by the time the PUBACK arrives.
+    let mqtt_addr = s.mqtt.clone();
+    let device_token = devs[1].1.clone();
+    tokio::task::spawn_blocking(move || {
+        use rumqttc::mqttbytes::v4::{Packet, Publish};
+        use rumqttc::mqttbytes::QoS;
+        let (mut raw, _) = Raw::connect(&mqtt_addr, "attr-publisher", &device_token, true);
+        let mut p = Publish::new(
+            "v1/devices/me/attributes",
+            QoS::AtLeastOnce,
+            r#"{"fw":"3"}"#,
+        );
+        p.pkid = 1;
+        raw.send(Packet::Publish(p));
+        assert!(matches!(raw.read(), Some(Packet::PubAck(_))));
+    })
+    .await
+    .unwrap();
+    let attr = loop {
+        let m = next(&mut all, 5).await;
+        if m["type"] == "attributes" && m["scope"] == "client" && m["values"]["fw"] == "3" {
+            break m;
+        }
+    };
+    assert_eq!(attr["device"], devs[1].0.as_str());
+    let (_, stored) = api
+        .get(&format!("/api/v1/devices/{}/attributes", devs[1].0))
+        .await;
+    assert_eq!(stored["client"]["fw"]["value"], "3", "{stored}");
+
     // Unsubscribing by the same selector; errors name the problem.
     send(
         &mut by_label,

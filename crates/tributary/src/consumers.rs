@@ -1,12 +1,16 @@
-//! The series store as the log's first consumer: it keeps its checkpoint
-//! with its data (the LSN of the last batch stored, durable once sealed).
+//! The stores as consumers of the log: the series store (first: queries
+//! read it) keeps its checkpoint with its data (the LSN of the last batch
+//! stored, durable once sealed); the attribute store applies attribute
+//! changes to the metadata store, its checkpoint kept by the log (applying
+//! a change again leaves the same state).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tributary_model::Event;
 use tributary_pipeline::{Committed, Consumer, ConsumerError};
-use tributary_store::SeriesStore;
+use tributary_store::{MetaStore, SeriesStore};
 
 /// Feeds committed telemetry into a [`SeriesStore`].
 pub struct SeriesConsumer {
@@ -61,5 +65,27 @@ impl Consumer for SeriesConsumer {
     fn durable_lsn(&self) -> Option<u64> {
         let stored = self.stored.load(Ordering::Acquire);
         Some(self.store.durable_lsn().map_or(stored, |d| d.min(stored)))
+    }
+}
+
+/// Applies attribute changes to the metadata store.
+pub struct AttributesConsumer(pub MetaStore);
+
+#[async_trait]
+impl Consumer for AttributesConsumer {
+    fn name(&self) -> &str {
+        tributary_ingest::gateway::ATTRIBUTES_CONSUMER
+    }
+
+    async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), ConsumerError> {
+        for e in entries {
+            if let Event::Attributes(change) = &e.event {
+                self.0
+                    .apply_attribute_change(change)
+                    .await
+                    .map_err(|e| ConsumerError(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 }

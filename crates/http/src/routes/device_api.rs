@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::Value as Json_;
 use tributary_store::meta::AttributeScope;
+use tributary_store::Device;
 use utoipa::IntoParams;
 
 use super::attributes::csv;
@@ -15,10 +16,25 @@ use crate::extract::read_body;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-/// Counts a refusal the gateway did not see (the body, read here).
-fn rejected(reason: &'static str, e: ApiError) -> ApiError {
-    tributary_ingest::error::count_rejected(reason);
-    e
+/// The device of `token` and the request body (a body refused here is
+/// counted as the gateway counts its refusals).
+async fn device_and_body(
+    s: &AppState,
+    token: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Device, axum::body::Bytes), ApiError> {
+    let device = s.gateway.device(token).await?;
+    let bytes = read_body(headers, body, s.config.max_body_bytes)
+        .await
+        .inspect_err(|e| {
+            tributary_ingest::error::count_rejected(if e.status == 413 {
+                "too_large"
+            } else {
+                "malformed"
+            });
+        })?;
+    Ok((device, bytes))
 }
 
 /// Send telemetry: `{"temp":21.5}`, `{"ts":<ms>,"values":{…}}`, or an array of either. 200 means durable.
@@ -35,19 +51,7 @@ pub async fn telemetry(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let device = s.gateway.device(&token).await?;
-    let bytes = read_body(&headers, body, s.config.max_body_bytes)
-        .await
-        .map_err(|e| {
-            rejected(
-                if e.status == 413 {
-                    "too_large"
-                } else {
-                    "malformed"
-                },
-                e,
-            )
-        })?;
+    let (device, bytes) = device_and_body(&s, &token, &headers, body).await?;
     s.gateway.ingest_telemetry(&device, &bytes).await?;
     Ok(StatusCode::OK)
 }
@@ -63,19 +67,7 @@ pub async fn post_attributes(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let device = s.gateway.device(&token).await?;
-    let bytes = read_body(&headers, body, s.config.max_body_bytes)
-        .await
-        .map_err(|e| {
-            rejected(
-                if e.status == 413 {
-                    "too_large"
-                } else {
-                    "malformed"
-                },
-                e,
-            )
-        })?;
+    let (device, bytes) = device_and_body(&s, &token, &headers, body).await?;
     s.gateway.client_attributes(&device, &bytes).await?;
     Ok(StatusCode::OK)
 }

@@ -229,6 +229,18 @@ pub async fn create_device(base: &str, token: &str, name: &str) -> (String, Stri
     )
 }
 
+/// The server's `/metrics` text.
+pub async fn metrics_text(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Posts a telemetry body with a device token; returns the status and body.
 pub async fn post_telemetry(
     base: &str,

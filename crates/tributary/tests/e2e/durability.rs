@@ -217,14 +217,7 @@ async fn concurrent_requests_share_fsyncs() {
     for t in tasks {
         t.await.unwrap();
     }
-    let metrics = client()
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.base).await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()

@@ -237,14 +237,7 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
 
     // The server is still fine and counts the rejections.
     assert_eq!(post_telemetry(&s.base, &dev, r#"{"ok":1}"#).await.0, 200);
-    let metrics = client()
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.base).await;
     assert!(
         metrics.contains(r#"tributary_batches_rejected_total{reason="unauthorized"} 1"#),
         "{metrics}"

@@ -509,14 +509,7 @@ async fn a_stalled_client_lags_alone_and_gets_the_latest_values() {
     );
     // Socket buffers hold a few dozen messages before the queue fills; the rest coalesced.
     assert!(msgs.len() < 150, "{} messages instead of 300", msgs.len());
-    let metrics = client()
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.base).await;
     assert!(
         !metrics.contains("tributary_live_lagged_total 0"),
         "lag is counted"

@@ -153,14 +153,7 @@ async fn devices_publish_telemetry_and_attributes_with_their_token() {
         latest["temp"]["value"], 22,
         "nothing of the rejected batch was stored"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.base).await;
     assert!(
         metrics.contains(r#"tributary_batches_rejected_total{reason="invalid"} 1"#),
         "{metrics}"

@@ -231,14 +231,7 @@ async fn the_log_status_shows_each_consumer_to_system_admins_only() {
     );
     assert_eq!(Api::new(&s.base, "").get("/api/v1/admin/log").await.0, 401);
 
-    let metrics = client()
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.base).await;
     assert!(
         metrics.contains("tributary_log_consumer_lag_events{consumer=\"series\"} 0"),
         "{metrics}"

@@ -25,9 +25,9 @@ pub struct ConsumerError(pub String);
 /// behind reads from the log on disk. The log keeps every event until each
 /// consumer's checkpoint is past it.
 ///
-/// Its checkpoint is kept either by the log (a file, written after each
-/// [`apply`](Consumer::apply) returns: the consumer may see an event again
-/// after a crash), or by the consumer itself, with its effects
+/// Its checkpoint is kept either by the log (a file, written at most every
+/// half second after [`apply`](Consumer::apply) returns, and when the log
+/// stops: after a crash the consumer may see up to that much again), or by the consumer itself, with its effects
 /// ([`own_checkpoint`](Consumer::own_checkpoint) returns it): then it sees
 /// each event exactly once.
 #[async_trait]

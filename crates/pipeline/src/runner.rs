@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{error, warn};
@@ -19,6 +19,10 @@ use crate::wal::LogReader;
 const MAX_EVENTS: usize = 8192;
 /// Most bytes of log read from disk for one `apply`.
 const MAX_READ_BYTES: usize = 8 << 20;
+/// Least time between two checkpoint files written for one consumer: a
+/// write is two fsyncs, which must not compete with the log's own for
+/// every group. A crash offers again at most this much (at least once).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// A consumer and how far it has got.
 pub(crate) struct Tracked {
@@ -93,15 +97,30 @@ pub(crate) struct Source {
 pub(crate) async fn run(t: Arc<Tracked>, src: Arc<Source>, mut committed: watch::Receiver<u64>) {
     let mut next = t.applied() + 1;
     let mut reader: Option<LogReader> = None;
+    let mut stored_at = Instant::now()
+        .checked_sub(CHECKPOINT_EVERY)
+        .unwrap_or_else(Instant::now);
     loop {
         let durable = *committed.borrow_and_update();
         // The writer has stopped: nothing is appended any more.
         let stopped = committed.has_changed().is_err();
         if durable < next {
+            // Caught up: a checkpoint not stored yet is stored when due (at once
+            // when the log has stopped), and waited for otherwise.
+            let pending = !t.own && t.checkpointed.load(Ordering::Acquire) < next - 1;
+            if pending && (stopped || stored_at.elapsed() >= CHECKPOINT_EVERY) {
+                store_checkpoint(&t, &src, next - 1).await;
+                stored_at = Instant::now();
+                continue;
+            }
             if stopped {
                 return;
             }
-            let _ = committed.changed().await;
+            if pending {
+                let _ = tokio::time::timeout(CHECKPOINT_EVERY, committed.changed()).await;
+            } else {
+                let _ = committed.changed().await;
+            }
             continue;
         }
         let events = match src.tail.since(next, MAX_EVENTS) {
@@ -129,22 +148,32 @@ pub(crate) async fn run(t: Arc<Tracked>, src: Arc<Source>, mut committed: watch:
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        if !apply(&t, &events, stopped).await {
+        if !apply(&t, &events, &committed).await {
+            // Shutting down with this consumer failing: keep what it did apply.
+            if !t.own && t.checkpointed.load(Ordering::Acquire) < next - 1 {
+                store_checkpoint(&t, &src, next - 1).await;
+            }
             return;
         }
         next = last + 1;
         t.set_applied(last);
-        if !t.own {
-            let (checkpoints, name) = (src.checkpoints.clone(), t.name().to_string());
-            let stored = tokio::task::spawn_blocking(move || checkpoints.store(&name, last)).await;
-            match stored {
-                Ok(Ok(())) => t.checkpointed.store(last, Ordering::Release),
-                Ok(Err(e)) => {
-                    error!(consumer = t.name(), error = %e, "cannot store a checkpoint; the events will be offered again after a restart")
-                }
-                Err(e) => error!(consumer = t.name(), error = %e, "checkpoint task failed"),
-            }
+        if !t.own && stored_at.elapsed() >= CHECKPOINT_EVERY {
+            store_checkpoint(&t, &src, last).await;
+            stored_at = Instant::now();
         }
+    }
+}
+
+/// Stores `t`'s checkpoint at `lsn` (for a consumer whose checkpoint the log keeps).
+async fn store_checkpoint(t: &Tracked, src: &Source, lsn: u64) {
+    let (checkpoints, name) = (src.checkpoints.clone(), t.name().to_string());
+    let stored = tokio::task::spawn_blocking(move || checkpoints.store(&name, lsn)).await;
+    match stored {
+        Ok(Ok(())) => t.checkpointed.store(lsn, Ordering::Release),
+        Ok(Err(e)) => {
+            error!(consumer = t.name(), error = %e, "cannot store a checkpoint; the events will be offered again after a restart")
+        }
+        Err(e) => error!(consumer = t.name(), error = %e, "checkpoint task failed"),
     }
 }
 
@@ -182,20 +211,21 @@ async fn read(
 }
 
 /// Applies `events`, retrying with backoff; false when it gave up (the log
-/// is shutting down and the consumer still fails).
-async fn apply(t: &Tracked, events: &[Arc<Committed>], shutting_down: bool) -> bool {
+/// has stopped, as `committed` tells, and the consumer still fails).
+async fn apply(t: &Tracked, events: &[Arc<Committed>], committed: &watch::Receiver<u64>) -> bool {
     let mut backoff = Duration::from_millis(50);
     loop {
         match t.consumer.apply(events).await {
             Ok(()) => return true,
-            Err(e) if shutting_down => {
+            Err(e) if committed.has_changed().is_err() => {
                 warn!(consumer = t.name(), error = %e, "consumer failed during shutdown; the events stay in the log for the next start");
                 return false;
             }
             Err(e) => {
                 error!(consumer = t.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "consumer failed; retrying");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // At most a second: shorter than the grace a stopping log gives consumers.
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }

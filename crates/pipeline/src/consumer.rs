@@ -44,6 +44,10 @@ pub trait Consumer: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Called now and then while the consumer has nothing to apply (for
+    /// work due on time, such as sealing what it holds in memory).
+    async fn idle(&self) {}
+
     /// For a consumer keeping its own checkpoint whose `apply` is not
     /// durable at once (the series store keeps recent points in memory):
     /// the LSN up to which its effects would survive a crash now. `None`:

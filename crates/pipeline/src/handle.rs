@@ -47,6 +47,8 @@ pub struct Pipeline {
     consumers: Vec<Arc<Tracked>>,
     store_applied: watch::Receiver<u64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tells the writer to stop waiting for the disk budget.
+    closing: Arc<std::sync::atomic::AtomicBool>,
     tasks: Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
 }
 
@@ -165,7 +167,7 @@ impl Pipeline {
         let retained = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(ByteIndex::default());
         let tail = Arc::new(Tail::new(cfg.tail_bytes));
-        let (committed_tx, committed_rx) = watch::channel(recovery.last_lsn);
+        let (committed_tx, committed_rx) = watch::channel(next_lsn - 1);
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let floor_of = consumers.clone();
         let floor: wal::Floor = Arc::new(move || {
@@ -175,7 +177,11 @@ impl Pipeline {
                 .min()
                 .unwrap_or(u64::MAX)
         });
-        let floor_now = floor();
+        // What every consumer has made durable can go (the new segment stays).
+        if let Err(e) = wal::segment::delete_applied(&cfg.dir, floor(), next_lsn) {
+            warn!(error = %e, "cannot delete consumed write-ahead log segments");
+        }
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = spawn_writer(
             WriterConfig {
                 dir: cfg.dir.clone(),
@@ -190,15 +196,12 @@ impl Pipeline {
                 tail: tail.clone(),
                 bytes: bytes.clone(),
                 listeners,
+                closing: closing.clone(),
                 #[cfg(test)]
                 faults: Default::default(),
             },
             rx,
         )?;
-        // What every consumer has made durable can go (the new segment stays).
-        if let Err(e) = wal::segment::delete_applied(&cfg.dir, floor_now, next_lsn) {
-            warn!(error = %e, "cannot delete consumed write-ahead log segments");
-        }
 
         let source = Arc::new(Source {
             dir: cfg.dir.clone(),
@@ -231,6 +234,7 @@ impl Pipeline {
             consumers,
             store_applied,
             writer: Mutex::new(Some(writer)),
+            closing,
             tasks: Mutex::new(tasks),
         }))
     }
@@ -350,6 +354,7 @@ impl Pipeline {
         if let Ok(mut tx) = self.tx.write() {
             tx.take();
         }
+        self.closing.store(true, Ordering::Release);
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(writer) = writer {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;

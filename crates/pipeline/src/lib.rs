@@ -48,8 +48,8 @@ pub fn describe_metrics() {
         "Time to write and fsync one commit group"
     );
     metrics::describe_counter!(
-        "tributary_log_backpressure_seconds_total",
-        "Time appends waited because the log was at its disk budget"
+        "tributary_log_backpressure_ms_total",
+        "Milliseconds appends waited because the log was at its disk budget"
     );
     metrics::describe_gauge!(
         "tributary_log_consumer_lag_events",
@@ -69,7 +69,7 @@ pub fn describe_metrics() {
         "tributary_log_events_total",
         "tributary_wal_fsyncs_total",
         "tributary_wal_bytes_total",
-        "tributary_log_backpressure_seconds_total",
+        "tributary_log_backpressure_ms_total",
     ] {
         metrics::counter!(name).absolute(0);
     }

@@ -101,9 +101,10 @@ pub(crate) async fn run(t: Arc<Tracked>, src: Arc<Source>, mut committed: watch:
         .checked_sub(CHECKPOINT_EVERY)
         .unwrap_or_else(Instant::now);
     loop {
-        let durable = *committed.borrow_and_update();
-        // The writer has stopped: nothing is appended any more.
+        // The writer has stopped: nothing is appended any more (read before
+        // the value: the writer sends its last LSN before it stops).
         let stopped = committed.has_changed().is_err();
+        let durable = *committed.borrow_and_update();
         if durable < next {
             // Caught up: a checkpoint not stored yet is stored when due (at once
             // when the log has stopped), and waited for otherwise.
@@ -116,10 +117,14 @@ pub(crate) async fn run(t: Arc<Tracked>, src: Arc<Source>, mut committed: watch:
             if stopped {
                 return;
             }
-            if pending {
-                let _ = tokio::time::timeout(CHECKPOINT_EVERY, committed.changed()).await;
-            } else {
-                let _ = committed.changed().await;
+            // Idle: the consumer gets a tick now and then (the series store
+            // seals on time even when nothing is appended, so its
+            // checkpoint moves and the log can be trimmed).
+            if tokio::time::timeout(CHECKPOINT_EVERY, committed.changed())
+                .await
+                .is_err()
+            {
+                t.consumer.idle().await;
             }
             continue;
         }

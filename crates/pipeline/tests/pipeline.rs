@@ -334,3 +334,52 @@ async fn a_stalled_consumer_slows_ingestion_at_the_disk_budget_and_catches_up_fr
     assert_eq!(store.lsns(), all);
     p.shutdown(GRACE).await;
 }
+
+/// A log held at its disk budget by a consumer that keeps failing still
+/// shuts down: appends waiting for room are refused, nothing hangs, and
+/// what was acknowledged is all in the log for the next start.
+#[tokio::test]
+async fn shutdown_at_the_disk_budget_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recorder::new("store", true);
+    let stuck = Recorder::new("stuck", false);
+    stuck.held.store(true, Ordering::Release);
+    let cfg = PipelineConfig {
+        tail_bytes: 4096,
+        max_retained_bytes: 32 * 1024,
+        queue_capacity: 4,
+        ..config(dir.path(), 8 * 1024)
+    };
+    let p = Pipeline::start(cfg.clone(), store.clone(), vec![stuck.clone()], vec![])
+        .await
+        .unwrap();
+    let mut acked = 0u64;
+    while let Ok(lsn) = tokio::time::timeout(Duration::from_secs(1), p.append(batch(1))).await {
+        acked = lsn.unwrap();
+    }
+    // More senders waiting for room in the queue.
+    let waiting: Vec<_> = (0..8)
+        .map(|i| {
+            let p = p.clone();
+            tokio::spawn(async move { p.append(batch(i)).await })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(10), p.shutdown(GRACE))
+        .await
+        .expect("shutdown finishes at the disk budget");
+    for w in waiting {
+        let _ = w.await.unwrap();
+    }
+    // Everything acknowledged comes back to a fresh store after a restart.
+    stuck.held.store(false, Ordering::Release);
+    let fresh = Recorder::new("store", true);
+    let p = Pipeline::start(cfg, fresh.clone(), vec![stuck.clone()], vec![])
+        .await
+        .unwrap();
+    assert!(fresh.lsns().len() as u64 >= acked);
+    assert_eq!(
+        fresh.lsns()[..acked as usize],
+        (1..=acked).collect::<Vec<_>>()[..]
+    );
+    p.shutdown(GRACE).await;
+}

@@ -196,7 +196,7 @@ fn read_segment(
             other => other,
         };
         match record {
-            Ok((lsn, event, len)) if lsn >= next => {
+            Ok((lsn, event, len)) if lsn == next => {
                 if lsn > durable {
                     return Ok((out, used, false));
                 }
@@ -205,10 +205,13 @@ fn read_segment(
                 next = lsn + 1;
                 out.push(Arc::new(Committed { lsn, event }));
             }
-            Ok((_, _, len)) => {
+            Ok((lsn, _, len)) if lsn < next => {
                 // Before the wanted LSN: the reader started inside the segment.
                 seg.offset += len as u64;
             }
+            // LSNs follow one another within a segment: a jump means this is
+            // not (or no longer) the segment that holds the next one.
+            Ok(_) => return Ok((out, used, true)),
             // Zeros, a reused file's older bytes, or damage recovery reported:
             // this segment holds nothing more.
             Err(_) => return Ok((out, used, true)),

@@ -67,6 +67,9 @@ pub(crate) struct WriterConfig {
     pub tail: Arc<Tail>,
     pub bytes: Arc<ByteIndex>,
     pub listeners: Vec<Arc<dyn Listener>>,
+    /// Set when the log is shutting down: appends stop waiting for the
+    /// disk budget and requests still queued or being sent are refused.
+    pub closing: Arc<std::sync::atomic::AtomicBool>,
     /// Injected I/O faults (unit tests only).
     #[cfg(test)]
     pub faults: Arc<super::faults::Faults>,
@@ -230,13 +233,13 @@ fn hold_back(
         budget_bytes = cfg.max_retained_bytes,
         "the write-ahead log is at its disk budget (a consumer is behind); appends wait"
     );
-    while over(*closed) && !rx.is_closed() {
+    while over(*closed) && !rx.is_closed() && !cfg.closing.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(20));
         *closed = trim(cfg, segment.first_lsn);
         cfg.retained.store(*closed + segment.len, Ordering::Release);
     }
     let waited = started.elapsed();
-    metrics::counter!("tributary_log_backpressure_seconds_total").increment(waited.as_secs());
+    metrics::counter!("tributary_log_backpressure_ms_total").increment(waited.as_millis() as u64);
     info!(
         waited_ms = waited.as_millis() as u64,
         "write-ahead log below its disk budget again; appends go on"
@@ -250,6 +253,10 @@ fn run(mut cfg: WriterConfig, mut segment: Segment, mut rx: mpsc::Receiver<Appen
     let mut roll_failed_at: Option<Instant> = None;
     let mut closed = closed_bytes(&cfg.dir, segment.first_lsn);
     while let Some(first) = rx.blocking_recv() {
+        if cfg.closing.load(Ordering::Acquire) {
+            // Senders still waiting for room get `Closed`; what is queued is written.
+            rx.close();
+        }
         hold_back(&cfg, &mut closed, &segment, &rx);
         // Gather everything already waiting: these share one write and one fsync.
         let mut group = vec![first];
@@ -450,6 +457,7 @@ mod tests {
             tail: tail.clone(),
             bytes: Arc::new(ByteIndex::default()),
             listeners: Vec::new(),
+            closing: Default::default(),
             faults: faults.clone(),
         };
         let writer = spawn_writer(cfg, rx).unwrap();

@@ -239,6 +239,10 @@ async fn qos1_deliveries_not_acknowledged_are_resent_after_reconnect() {
             (first.pkid, &b"job"[..])
         );
         again.send(Packet::PubAck(PubAck::new(resent.pkid)));
+        // A ping answered after it: the server has read the PUBACK (a new
+        // connection could otherwise take the session over first).
+        again.send(Packet::PingReq);
+        assert!(matches!(again.read(), Some(Packet::PingResp)));
         drop(again);
 
         // Acknowledged now: a third connection gets nothing more.

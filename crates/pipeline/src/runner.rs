@@ -112,6 +112,10 @@ pub(crate) async fn run(t: Arc<Tracked>, src: Arc<Source>, mut committed: watch:
             if pending && (stopped || stored_at.elapsed() >= CHECKPOINT_EVERY) {
                 store_checkpoint(&t, &src, next - 1).await;
                 stored_at = Instant::now();
+                if stopped {
+                    // Once: a disk that refuses it is not retried forever at shutdown.
+                    return;
+                }
                 continue;
             }
             if stopped {

@@ -136,15 +136,7 @@ fn write_seeds() {
     mqtt.push(0x01);
     let topic = b"v1/devices/me/telemetry";
     let payload = br#"{"t":1}"#;
-    mqtt.extend_from_slice(&[
-        0x32,
-        (2 + topic.len() + 2 + payload.len()) as u8,
-        0x00,
-        topic.len() as u8,
-    ]);
-    mqtt.extend_from_slice(topic);
-    mqtt.extend_from_slice(&[0x00, 0x02]);
-    mqtt.extend_from_slice(payload);
+    mqtt.extend(publish(topic, Some(2), payload));
     mqtt.extend_from_slice(&[0xe0, 0x00]);
     write("mqtt_stream", "0", &mqtt);
     // After the harness's CONNECT (first byte even): a device's QoS 1
@@ -152,25 +144,28 @@ fn write_seeds() {
     // pending), a ping, a disconnect.
     let mut conn = vec![0u8];
     let body = br#"{"temp":21.5}"#;
-    conn.extend_from_slice(&[
-        0x32,
-        (2 + topic.len() + 2 + body.len()) as u8,
-        0x00,
-        topic.len() as u8,
-    ]);
-    conn.extend_from_slice(topic);
-    conn.extend_from_slice(&[0x00, 0x07]);
-    conn.extend_from_slice(body);
+    conn.extend(publish(topic, Some(7), body));
     let req = b"v1/devices/me/attributes";
     let ask = br#"{"fw":"1.2"}"#;
-    conn.extend_from_slice(&[
-        0x30,
-        (2 + req.len() + ask.len()) as u8,
-        0x00,
-        req.len() as u8,
-    ]);
-    conn.extend_from_slice(req);
-    conn.extend_from_slice(ask);
+    conn.extend(publish(req, None, ask));
     conn.extend_from_slice(&[0xc0, 0x00, 0xe0, 0x00]);
     write("mqtt_connection", "0", &conn);
+}
+
+/// An MQTT 3.1.1 PUBLISH of `payload` on `topic` (short: one length byte):
+/// QoS 1 with packet id `pkid`, or QoS 0 without one.
+fn publish(topic: &[u8], pkid: Option<u16>, payload: &[u8]) -> Vec<u8> {
+    let id_len = if pkid.is_some() { 2 } else { 0 };
+    let mut p = vec![
+        if pkid.is_some() { 0x32 } else { 0x30 },
+        (2 + topic.len() + id_len + payload.len()) as u8,
+        0x00,
+        topic.len() as u8,
+    ];
+    p.extend_from_slice(topic);
+    if let Some(id) = pkid {
+        p.extend_from_slice(&id.to_be_bytes());
+    }
+    p.extend_from_slice(payload);
+    p
 }

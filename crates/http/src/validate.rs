@@ -29,11 +29,7 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
 
 /// A label or attribute key: 1–63 characters of letters, digits, `_ - . /`.
 pub fn key(field: &str, k: &str) -> Result<(), ApiError> {
-    let ok = !k.is_empty()
-        && k.len() <= 63
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
-    if ok {
+    if tributary_ingest::attributes::valid_key(k) {
         Ok(())
     } else {
         Err(ApiError::validation(

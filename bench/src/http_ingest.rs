@@ -1,6 +1,7 @@
 //! Closed-loop HTTP writers (one device each) against Tributary's device API,
-//! the same load as InfluxDB line protocol against InfluxDB 1.x, and the
-//! publish→WebSocket latency of Tributary's live feed.
+//! the same load over Tributary's WebSocket ingest (one connection per
+//! writer, one frame in flight each) and as InfluxDB line protocol against
+//! InfluxDB 1.x, and the publish→WebSocket latency of Tributary's live feed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use tributary_sim::scenario::Scenario;
 use tributary_sim::target::provision;
-use tributary_sim::target::{HttpTarget, LineTarget, Target};
+use tributary_sim::target::{HttpTarget, LineTarget, Target, WsTarget};
 use tributary_sim::{Report, RunOptions};
 
 use crate::api::{login, now_ms};
@@ -198,7 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
 
     println!(
-        "## Durable HTTP ingest: {} concurrent writers, {} s per round (load from tributary-sim)\n",
+        "## Durable HTTP and WebSocket ingest: {} concurrent writers, {} s per round (load from tributary-sim)\n",
         args.clients, args.seconds
     );
     println!("| system | points/request | points/s | requests/s | p50 ms | p99 ms | errors | ratio vs InfluxDB |");
@@ -214,6 +215,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             start_ms,
         )
         .await?;
+        let ws = round(
+            Target::Ws(WsTarget::new(&args.tributary, tokens.clone())),
+            args.clients,
+            batch,
+            args.seconds,
+            start_ms + 43_200_000,
+        )
+        .await?;
         let influx = match &args.influx {
             Some(base) => Some(
                 round(
@@ -227,11 +236,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ),
             None => None,
         };
-        let ratio = influx
-            .as_ref()
-            .map(|i| format!("{:.2}×", t.points_per_sec / i.points_per_sec))
-            .unwrap_or_else(|| "n/a".into());
-        println!("{}", row("Tributary", batch, &t, &ratio));
+        let ratio = |r: &Report| {
+            influx
+                .as_ref()
+                .map(|i| format!("{:.2}×", r.points_per_sec / i.points_per_sec))
+                .unwrap_or_else(|| "n/a".into())
+        };
+        println!("{}", row("Tributary (HTTP)", batch, &t, &ratio(&t)));
+        println!(
+            "{}",
+            row("Tributary (WebSocket frames)", batch, &ws, &ratio(&ws))
+        );
         if let Some(i) = &influx {
             println!("{}", row("InfluxDB 1.x (line protocol)", batch, i, "1.00×"));
         }

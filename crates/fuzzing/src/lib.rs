@@ -138,7 +138,7 @@ mod connection {
     use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
     use tributary_mqtt::{Broker, BrokerLimits, MqttConfig, MqttState};
     use tributary_pipeline::{Committed, Consumer, ConsumerError, Pipeline, PipelineConfig};
-    use tributary_store::meta::{NewDevice, ProfileCache};
+    use tributary_store::meta::NewDevice;
     use tributary_store::{MetaStore, Role};
 
     pub struct Harness {
@@ -240,13 +240,13 @@ mod connection {
                     max_session_expiry: Duration::from_secs(60),
                 });
                 let gateway = tributary_ingest::Gateway::new(
-                    auth.clone(),
                     meta.clone(),
-                    Arc::new(ProfileCache::default()),
+                    Arc::new(tributary_ingest::Caches::new(auth.clone())),
                     pipeline,
                     tributary_ingest::GatewayConfig {
                         parse_limits: Default::default(),
                         attributes_catch_up: Duration::from_millis(100),
+                        caches_catch_up: Duration::from_millis(100),
                     },
                 );
                 let state = MqttState {

@@ -66,10 +66,6 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The MQTT listener's state, for MQTT over WebSocket (`None`: disabled).
     pub mqtt: Option<tributary_mqtt::MqttState>,
-    /// Profile schemas for ingest validation.
-    pub profiles: Arc<tributary_store::meta::ProfileCache>,
-    /// Devices of line-protocol series keys.
-    pub series_devices: Arc<crate::routes::line_write::SeriesDevices>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Limits and timings.

@@ -7,15 +7,17 @@ use std::time::Duration;
 use tributary_auth::Authenticator;
 use tributary_model::time::now_ns;
 use tributary_model::{
-    parse_telemetry, AttributeChange, AttributeScope, Batch, DeviceId, Event, ParseError,
-    ParseLimits, Point, TenantId,
+    parse_telemetry, AttributeChange, AttributeScope, Batch, DeviceChange, DeviceEvent, DeviceId,
+    Event, ParseError, ParseLimits, Point, TenantChange, TenantEvent, TenantId,
 };
 use tributary_pipeline::{Durable, Pipeline};
-use tributary_store::meta::ProfileCache;
 use tributary_store::{Device, MetaStore};
 
 use crate::attributes;
+use crate::caches::{Caches, CACHES_CONSUMER};
 use crate::error::count_rejected;
+use crate::revocation::Listener;
+use crate::series_devices::SeriesDevices;
 use crate::IngestError;
 
 /// The consumer that stores attribute changes: an attribute write waits for
@@ -30,6 +32,9 @@ pub struct GatewayConfig {
     /// Longest an attribute write waits for the attribute store to hold it
     /// (it is durable in the log either way).
     pub attributes_catch_up: Duration,
+    /// Longest a lifecycle change waits for the caches to forget what it
+    /// changed.
+    pub caches_catch_up: Duration,
 }
 
 /// The ingest gateway; cheap to clone.
@@ -37,7 +42,7 @@ pub struct GatewayConfig {
 pub struct Gateway {
     auth: Arc<Authenticator>,
     meta: MetaStore,
-    profiles: Arc<ProfileCache>,
+    caches: Arc<Caches>,
     log: Arc<Pipeline>,
     config: Arc<GatewayConfig>,
 }
@@ -49,18 +54,18 @@ fn refused(e: IngestError) -> IngestError {
 }
 
 impl Gateway {
-    /// A gateway appending to `log`.
+    /// A gateway appending to `log`, reading through `caches` (which the
+    /// log's [`crate::CachesConsumer`] keeps current).
     pub fn new(
-        auth: Arc<Authenticator>,
         meta: MetaStore,
-        profiles: Arc<ProfileCache>,
+        caches: Arc<Caches>,
         log: Arc<Pipeline>,
         config: GatewayConfig,
     ) -> Self {
         Self {
-            auth,
+            auth: caches.auth.clone(),
             meta,
-            profiles,
+            caches,
             log,
             config: Arc::new(config),
         }
@@ -69,6 +74,67 @@ impl Gateway {
     /// The limits on device payloads.
     pub fn parse_limits(&self) -> &ParseLimits {
         &self.config.parse_limits
+    }
+
+    /// The devices of line-protocol series keys.
+    pub fn series_devices(&self) -> &SeriesDevices {
+        &self.caches.series_devices
+    }
+
+    /// Notices of revoked credentials, for a connection to check its own
+    /// at once.
+    pub fn revocations(&self) -> Listener {
+        self.caches.revocations.subscribe()
+    }
+
+    /// Records that a device was created, changed, re-keyed or deleted (in
+    /// the metadata store, already): appended to the log, and applied to
+    /// the caches, when this returns.
+    pub async fn device_changed(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        change: DeviceChange,
+    ) -> Result<u64, IngestError> {
+        self.lifecycle(Event::Device(DeviceEvent {
+            tenant,
+            device,
+            change,
+        }))
+        .await
+    }
+
+    /// Records that a tenant was created, changed or deleted, as
+    /// [`Gateway::device_changed`] does for a device.
+    pub async fn tenant_changed(
+        &self,
+        tenant: TenantId,
+        change: TenantChange,
+    ) -> Result<u64, IngestError> {
+        self.lifecycle(Event::Tenant(TenantEvent { tenant, change }))
+            .await
+    }
+
+    async fn lifecycle(&self, event: Event) -> Result<u64, IngestError> {
+        let lsn = match self.log.append_event(event.clone()).await {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                // The change is in the metadata store already: whatever the
+                // log says, no cache may keep the old state.
+                self.caches.apply(&event);
+                return Err(e.into());
+            }
+        };
+        if !self
+            .log
+            .wait_consumed(CACHES_CONSUMER, lsn, self.config.caches_catch_up)
+            .await
+        {
+            // Never acknowledge a revocation the caches may not have seen.
+            tracing::warn!(lsn, "the caches consumer is behind; forgetting directly");
+            self.caches.apply(&event);
+        }
+        Ok(lsn)
     }
 
     /// The device an access token belongs to.
@@ -105,7 +171,12 @@ impl Gateway {
 
     /// Checks `points` against `device`'s profile.
     pub async fn check(&self, device: &Device, points: &[Point]) -> Result<(), IngestError> {
-        match self.profiles.check(&self.meta, device, points).await? {
+        match self
+            .caches
+            .profiles
+            .check(&self.meta, device, points)
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(v) => Err(IngestError::Profile {
                 field: v.key.clone(),

@@ -6,8 +6,14 @@
 //! credential → device and tenant → parse → validate (limits, device
 //! profile) → append to the log (durable) → the LSN to acknowledge.
 //!
-//! - [`gateway`]: [`Gateway`], what transports call
+//! - [`gateway`]: [`Gateway`], what transports call, and where metadata
+//!   changes (device and tenant lifecycle) are appended
 //! - [`attributes`]: the rules attribute writes must meet
+//! - [`caches`]: the caches ingest reads through, and the log consumer that
+//!   invalidates them (the only place anything is forgotten)
+//! - [`revocation`]: notices that make open connections check their
+//!   credential at once
+//! - [`series_devices`]: devices of line-protocol series keys
 //! - [`error`]: [`IngestError`], why something was refused, with the
 //!   reason it is counted under in `tributary_batches_rejected_total`
 //!
@@ -16,8 +22,12 @@
 //! are consumers of the log.
 
 pub mod attributes;
+pub mod caches;
 pub mod error;
 pub mod gateway;
+pub mod revocation;
+pub mod series_devices;
 
+pub use caches::{Caches, CachesConsumer};
 pub use error::IngestError;
 pub use gateway::{Gateway, GatewayConfig};

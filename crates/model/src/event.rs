@@ -106,8 +106,10 @@ pub enum DeviceChange {
     /// Its access token or MQTT credentials were replaced: the old ones no
     /// longer work.
     CredentialsRotated,
-    /// Its device profile was set or cleared.
-    ProfileChanged {
+    /// Its name, labels, tags or device profile changed.
+    Updated {
+        /// Its name now.
+        name: String,
         /// The profile now in force, if any.
         profile: Option<String>,
     },
@@ -135,7 +137,10 @@ pub enum TenantChange {
     SettingsChanged,
     /// A device profile of the tenant was changed or deleted: devices using
     /// it are checked against its new schema from now on.
-    ProfilesChanged,
+    ProfileChanged {
+        /// The profile's id.
+        profile: String,
+    },
 }
 
 /// A tenant's lifecycle event.

@@ -379,6 +379,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut heard = Instant::now();
         let mut recheck = tokio::time::interval(self.state.config.auth_recheck);
         recheck.tick().await;
+        // A deleted device or tenant, or a rotated credential, is checked at
+        // once; the periodic check catches expiry.
+        let mut revocations = self.state.gateway.revocations();
+        let (tenant, device) = match &self.peer {
+            Peer::Device(d, _) => (d.tenant, Some(d.id)),
+            Peer::Client(p, _) => (p.tenant, None),
+        };
         // One timer for the keep-alive, moved only when it fires: arming a
         // new one for every packet would cost a timer-wheel entry each time.
         let silence = self.keep_alive.unwrap_or(Duration::from_secs(3600));
@@ -425,6 +432,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         Instant::now() + silence
                     };
                     idle.as_mut().reset(next.into());
+                }
+                _ = revocations.concerns(tenant, device) => {
+                    if !self.still_authorized().await {
+                        self.disconnect(DisconnectReasonCode::NotAuthorized, "credential revoked").await;
+                        return Err(ConnError::Unauthorized);
+                    }
                 }
                 _ = recheck.tick() => {
                     if !self.still_authorized().await {

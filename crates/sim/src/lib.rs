@@ -1,6 +1,6 @@
 //! The test data feeder: a fleet of simulated devices described by a scenario
 //! file (signal models per key, injected events, rates), sent over the device
-//! HTTP API, MQTT or InfluxDB line protocol to Tributary or to any broker or
+//! HTTP API or WebSocket ingest, MQTT or InfluxDB line protocol to Tributary or to any broker or
 //! InfluxDB, with a report of what was sent, acknowledged and rejected, and
 //! (against Tributary) end-to-end latency measured on the live feed.
 //! Deterministic with a seed, so tests can assert exactly what was sent.

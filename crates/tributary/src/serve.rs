@@ -113,25 +113,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_sessions_per_tenant: config.mqtt_max_sessions_per_tenant,
         max_session_expiry: Duration::from_secs(config.mqtt_max_session_expiry_secs),
     });
-    let pipeline = Pipeline::start(
-        PipelineConfig {
-            dir: config.data_dir.join("wal"),
-            segment_bytes: config.wal_segment_bytes,
-            max_group_bytes: config.wal_group_bytes,
-            queue_capacity: config.wal_queue,
-            tail_bytes: config.wal_tail_bytes,
-            max_retained_bytes: config.wal_max_retained_bytes,
-        },
-        Arc::new(SeriesConsumer::new(series.clone())),
-        vec![Arc::new(AttributesConsumer(meta.clone()))],
-        vec![
-            hub.clone() as Arc<dyn Listener>,
-            Arc::new(tributary_mqtt::LogFeed(broker.clone())),
-        ],
-    )
-    .await
-    .context("starting the pipeline")?;
-
     let auth = Authenticator::new(
         meta.clone(),
         &bootstrap::jwt_secret(&config)?,
@@ -150,23 +131,44 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
         },
     )?;
+    let caches = Arc::new(tributary_ingest::Caches::new(auth.clone()));
+    let pipeline = Pipeline::start(
+        PipelineConfig {
+            dir: config.data_dir.join("wal"),
+            segment_bytes: config.wal_segment_bytes,
+            max_group_bytes: config.wal_group_bytes,
+            queue_capacity: config.wal_queue,
+            tail_bytes: config.wal_tail_bytes,
+            max_retained_bytes: config.wal_max_retained_bytes,
+        },
+        Arc::new(SeriesConsumer::new(series.clone())),
+        vec![
+            Arc::new(AttributesConsumer(meta.clone())),
+            Arc::new(tributary_ingest::CachesConsumer(caches.clone())),
+        ],
+        vec![
+            hub.clone() as Arc<dyn Listener>,
+            Arc::new(tributary_mqtt::LogFeed(broker.clone())),
+        ],
+    )
+    .await
+    .context("starting the pipeline")?;
 
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let profiles: Arc<tributary_store::meta::ProfileCache> = Arc::default();
     let parse_limits = ParseLimits {
         max_key_len: config.max_key_bytes,
         max_string_len: config.max_string_bytes,
         max_points: config.max_points_per_batch,
     };
     let gateway = tributary_ingest::Gateway::new(
-        auth.clone(),
         meta.clone(),
-        profiles.clone(),
+        caches,
         pipeline.clone(),
         tributary_ingest::GatewayConfig {
             parse_limits: parse_limits.clone(),
             attributes_catch_up: Duration::from_millis(config.query_catch_up_ms),
+            caches_catch_up: Duration::from_millis(config.query_catch_up_ms),
         },
     );
     let mqtt_state = tributary_mqtt::MqttState {
@@ -191,8 +193,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         hub,
         auth,
         mqtt: Some(mqtt_state.clone()),
-        profiles: profiles.clone(),
-        series_devices: Arc::default(),
         metrics,
         config: Arc::new(HttpConfig {
             max_body_bytes: config.http_max_body_bytes,

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use tributary_sim::replay;
 use tributary_sim::scenario::Scenario;
 use tributary_sim::target::provision::{self, Credentials};
-use tributary_sim::target::{HttpTarget, LineTarget, MqttOptions, MqttTarget, Target};
+use tributary_sim::target::{HttpTarget, LineTarget, MqttOptions, MqttTarget, Target, WsTarget};
 use tributary_sim::{LiveProbe, RunOptions};
 
 /// How the simulated devices send.
@@ -20,6 +20,8 @@ pub enum Protocol {
     Mqtt,
     /// InfluxDB line protocol.
     Line,
+    /// Tributary's WebSocket device ingest (one connection per device).
+    Ws,
 }
 
 /// Flags of `tributary simulate`.
@@ -186,6 +188,12 @@ async fn simulate(args: SimulateArgs, input: Input) -> anyhow::Result<()> {
             tokens
                 .clone()
                 .context("the HTTP device API needs provisioned devices")?,
+        )),
+        Protocol::Ws => Target::Ws(WsTarget::new(
+            &base,
+            tokens
+                .clone()
+                .context("WebSocket ingest needs provisioned devices")?,
         )),
         Protocol::Line => Target::Line(LineTarget::new(
             &args.influx,

@@ -63,10 +63,10 @@ pub async fn websocket(
 }
 
 /// Close code of a message larger than the server takes (RFC 6455 section 7.4.1).
-const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Whether a WebSocket read failed on the message size limit.
-fn message_too_big(e: &axum::Error) -> bool {
+pub(crate) fn message_too_big(e: &axum::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(tungstenite::Error::Capacity(_)) = err.downcast_ref::<tungstenite::Error>() {

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
 use tributary_auth::Authenticator;
-use tributary_model::DeviceId;
+use tributary_model::{DeviceChange, DeviceId};
 use tributary_store::meta::{DeviceFilter, DevicePatch, MqttCredentials, Sort, SortField, Updated};
 use tributary_store::{Device, NewDevice};
 use utoipa::{IntoParams, ToSchema};
@@ -277,6 +277,15 @@ pub async fn create(
             },
         )
         .await?;
+    s.gateway
+        .device_changed(
+            p.tenant,
+            device.id,
+            DeviceChange::Created {
+                name: device.name.clone(),
+            },
+        )
+        .await?;
     s.audit(
         p,
         &ip,
@@ -373,8 +382,11 @@ pub async fn update(
         .await?
     {
         Updated::Ok(d) => {
-            s.auth.forget_device(d.id);
-            s.series_devices.forget(d.id);
+            let change = DeviceChange::Updated {
+                name: d.name.clone(),
+                profile: d.profile.clone(),
+            };
+            s.gateway.device_changed(p.tenant, d.id, change).await?;
             s.audit(p, &ip, "device.update", "device", Some(&id), None)
                 .await;
             Ok(with_etag(d))
@@ -399,8 +411,9 @@ pub async fn delete(
     if !s.meta.delete_device(p.tenant, device).await? {
         return Err(ApiError::not_found(format!("no device {id:?}")));
     }
-    s.auth.forget_device(device);
-    s.series_devices.forget(device);
+    s.gateway
+        .device_changed(p.tenant, device, DeviceChange::Deleted)
+        .await?;
     s.series.delete_device(p.tenant, device).await?;
     s.audit(p, &ip, "device.delete", "device", Some(&id), None)
         .await;
@@ -427,7 +440,9 @@ pub async fn rotate_token(
     {
         return Err(ApiError::not_found(format!("no device {id:?}")));
     }
-    s.auth.forget_device(device);
+    s.gateway
+        .device_changed(p.tenant, device, DeviceChange::CredentialsRotated)
+        .await?;
     s.audit(p, &ip, "device.token_rotate", "device", Some(&id), None)
         .await;
     let mut view = DeviceView::from(find(&s, p.tenant, &id).await?);
@@ -469,7 +484,9 @@ pub async fn set_mqtt(
     s.meta
         .set_device_mqtt(p.tenant, device.id, Some((&creds, &hash)))
         .await?;
-    s.auth.forget_device(device.id);
+    s.gateway
+        .device_changed(p.tenant, device.id, DeviceChange::CredentialsRotated)
+        .await?;
     s.audit(
         p,
         &ip,
@@ -495,7 +512,9 @@ pub async fn delete_mqtt(
     let p = auth.require(Action::Write)?;
     let device = find(&s, p.tenant, &id).await?;
     s.meta.set_device_mqtt(p.tenant, device.id, None).await?;
-    s.auth.forget_device(device.id);
+    s.gateway
+        .device_changed(p.tenant, device.id, DeviceChange::CredentialsRotated)
+        .await?;
     s.audit(
         p,
         &ip,

@@ -9,8 +9,6 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -24,7 +22,7 @@ use tributary_auth::policy::Action;
 use tributary_auth::{Authenticator, Principal};
 use tributary_model::line_protocol::{self, LineError, Precision, Series};
 use tributary_model::time::now_ns;
-use tributary_model::{Batch, Point, TenantId};
+use tributary_model::{Batch, DeviceChange, Point};
 use tributary_store::meta::NewDevice;
 use tributary_store::{Device, StoreError};
 use utoipa::IntoParams;
@@ -34,60 +32,6 @@ use crate::state::AppState;
 
 /// Longest device name a series key may become.
 const MAX_NAME: usize = 128;
-/// Devices remembered by series key (per process); cleared wholesale when full.
-const CACHE_ENTRIES: usize = 100_000;
-
-/// Devices by (tenant, series key), so steady writes skip the metadata
-/// store; and how many devices each tenant's writes created this minute.
-#[derive(Default)]
-pub struct SeriesDevices(
-    Mutex<HashMap<(TenantId, String), Device>>,
-    Mutex<HashMap<TenantId, (Instant, usize)>>,
-);
-
-impl SeriesDevices {
-    /// Takes up to `wanted` device creations from the tenant's budget of
-    /// `per_minute`; returns how many were granted.
-    fn take_creations(&self, tenant: TenantId, wanted: usize, per_minute: usize) -> usize {
-        let mut budgets = self.1.lock().unwrap_or_else(|p| p.into_inner());
-        if budgets.len() >= CACHE_ENTRIES {
-            budgets.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
-        }
-        let (start, used) = budgets.entry(tenant).or_insert((Instant::now(), 0));
-        if start.elapsed() >= Duration::from_secs(60) {
-            (*start, *used) = (Instant::now(), 0);
-        }
-        let granted = wanted.min(per_minute.saturating_sub(*used));
-        *used += granted;
-        granted
-    }
-
-    fn get(&self, tenant: TenantId, series: &str) -> Option<Device> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&(tenant, series.to_string())).cloned()
-    }
-
-    fn put(&self, device: Device, series: String) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CACHE_ENTRIES {
-            map.clear();
-        }
-        map.insert((device.tenant, series), device);
-    }
-
-    /// Forgets every device of a tenant (deleted).
-    pub fn forget_tenant(&self, tenant: TenantId) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|(t, _), _| *t != tenant);
-    }
-
-    /// Forgets a device (deleted or renamed).
-    pub fn forget(&self, device: tributary_model::DeviceId) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, d| d.id != device);
-    }
-}
-
 /// InfluxDB 1.x write parameters.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -496,7 +440,7 @@ async fn devices_for(
     let mut missing = Vec::new();
     for (first, _) in groups {
         let key = &first.key;
-        if let Some(d) = s.series_devices.get(p.tenant, key) {
+        if let Some(d) = s.gateway.series_devices().get(p.tenant, key) {
             out.insert(key.to_string(), Ok(d));
         } else if key.chars().any(char::is_control) {
             // The same rule as for names given to POST /api/v1/devices.
@@ -533,9 +477,11 @@ async fn devices_for(
             s.config.max_auto_devices_per_request,
             s.config.max_auto_devices_per_minute,
         );
-        let granted =
-            s.series_devices
-                .take_creations(p.tenant, new.len().min(per_write), per_minute);
+        let granted = s.gateway.series_devices().take_creations(
+            p.tenant,
+            new.len().min(per_write),
+            per_minute,
+        );
         for (i, refused) in new.split_off(granted).into_iter().enumerate() {
             let reason = if granted + i >= per_write {
                 format!("one write may create at most {per_write} devices (max_auto_devices_per_request)")
@@ -545,7 +491,19 @@ async fn devices_for(
             out.insert(refused.name, Err(reason));
         }
         match s.meta.ensure_devices(p.tenant, &new).await {
-            Ok(created) => found.extend(created),
+            Ok(created) => {
+                for d in &created {
+                    let change = DeviceChange::Created {
+                        name: d.name.clone(),
+                    };
+                    // The device exists either way; its points are refused
+                    // below if the log refuses appends.
+                    if let Err(e) = s.gateway.device_changed(p.tenant, d.id, change).await {
+                        tracing::warn!(device = %d.id, error = %e, "device created by a write is not in the log");
+                    }
+                }
+                found.extend(created)
+            }
             Err(StoreError::LimitReached(reason)) => {
                 for d in new {
                     out.insert(d.name, Err(reason.clone()));
@@ -555,7 +513,7 @@ async fn devices_for(
         }
     }
     for d in found {
-        s.series_devices.put(d.clone(), d.name.clone());
+        s.gateway.series_devices().put(d.clone(), d.name.clone());
         out.insert(d.name.clone(), Ok(d));
     }
     for (k, _) in missing {

@@ -7,9 +7,10 @@ mod attributes;
 mod audit;
 mod auth;
 mod device_api;
+mod device_ws;
 mod devices;
 mod groups;
-pub mod line_write;
+mod line_write;
 mod members;
 mod ops;
 mod profiles;
@@ -125,6 +126,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::live::ws::websocket))
         .routes(routes!(crate::live::sse::sse))
         .routes(routes!(device_api::telemetry))
+        .routes(routes!(device_ws::device_ws))
         .routes(routes!(line_write::write_v1))
         .routes(routes!(line_write::write_v2))
         .routes(routes!(line_write::ping))

@@ -7,6 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
 use tributary_model::profile::ProfileSchema;
+use tributary_model::TenantChange;
 use tributary_store::meta::{Profile, Sort, SortField, Updated};
 use utoipa::ToSchema;
 
@@ -223,7 +224,10 @@ pub async fn update(
         .await?
     {
         Updated::Ok(profile) => {
-            s.profiles.forget(&id);
+            let change = TenantChange::ProfileChanged {
+                profile: id.clone(),
+            };
+            s.gateway.tenant_changed(p.tenant, change).await?;
             s.audit(p, &ip, "profile.update", "profile", Some(&id), None)
                 .await;
             Ok(with_etag(profile))
@@ -247,7 +251,10 @@ pub async fn delete(
     if !s.meta.delete_profile(p.tenant, &id).await? {
         return Err(ApiError::not_found(format!("no profile {id:?}")));
     }
-    s.profiles.forget(&id);
+    let change = TenantChange::ProfileChanged {
+        profile: id.clone(),
+    };
+    s.gateway.tenant_changed(p.tenant, change).await?;
     s.audit(p, &ip, "profile.delete", "profile", Some(&id), None)
         .await;
     Ok(StatusCode::NO_CONTENT)

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
+use tributary_model::TenantChange;
 use tributary_store::meta::TenantSettings;
 use utoipa::ToSchema;
 
@@ -98,6 +99,9 @@ pub async fn create(
     let (user, _) = auth.0.user()?;
     validate::text("name", &req.name, 128)?;
     let tenant = s.meta.create_tenant_for(user, req.name.trim()).await?;
+    s.gateway
+        .tenant_changed(tenant.id, TenantChange::Created)
+        .await?;
     let mut p = auth.0.clone();
     p.tenant = tenant.id;
     s.audit(
@@ -131,6 +135,9 @@ pub async fn get(
         .tenant_settings(p.tenant)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant not found"))?;
+    s.gateway
+        .tenant_changed(p.tenant, TenantChange::SettingsChanged)
+        .await?;
     Ok(Json(settings_view(t, s.config.default_retention_days)))
 }
 
@@ -167,6 +174,9 @@ pub async fn update(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("tenant not found"))?;
+    s.gateway
+        .tenant_changed(p.tenant, TenantChange::SettingsChanged)
+        .await?;
     s.audit(
         p,
         &ip,
@@ -185,10 +195,10 @@ pub async fn update(
 pub async fn delete(State(s): State<AppState>, auth: Auth) -> Result<StatusCode, ApiError> {
     let p = auth.require(Action::DeleteTenant)?;
     s.meta.delete_tenant(p.tenant).await?;
-    // Its device credentials stop working at once (MQTT connections end at
-    // their next credential check).
-    s.auth.forget_tenant(p.tenant);
-    s.series_devices.forget_tenant(p.tenant);
+    // Its device credentials stop working at once, on every transport.
+    s.gateway
+        .tenant_changed(p.tenant, TenantChange::Deleted)
+        .await?;
     s.series.delete_tenant(p.tenant).await?;
     tracing::info!(tenant = %p.tenant, by = %p.audit_name(), "tenant deleted");
     Ok(StatusCode::NO_CONTENT)

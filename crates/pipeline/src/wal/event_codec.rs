@@ -77,13 +77,20 @@ mod tests {
             Event::Device(DeviceEvent {
                 tenant,
                 device,
-                change: DeviceChange::ProfileChanged {
+                change: DeviceChange::Updated {
+                    name: "pump".into(),
                     profile: Some("p".into()),
                 },
             }),
             Event::Tenant(TenantEvent {
                 tenant,
                 change: TenantChange::Deleted,
+            }),
+            Event::Tenant(TenantEvent {
+                tenant,
+                change: TenantChange::ProfileChanged {
+                    profile: "p".into(),
+                },
             }),
         ]
     }

@@ -1,16 +1,18 @@
-//! Where messages go: Tributary's device HTTP API, an MQTT broker, or an
-//! InfluxDB line-protocol endpoint.
+//! Where messages go: Tributary's device HTTP API or WebSocket ingest, an
+//! MQTT broker, or an InfluxDB line-protocol endpoint.
 
 mod http;
 mod line;
 mod mqtt;
 pub mod provision;
+mod ws;
 
 use crate::generator::Message;
 
 pub use http::HttpTarget;
 pub use line::{lines, LineTarget};
 pub use mqtt::{MqttOptions, MqttTarget};
+pub use ws::WsTarget;
 
 /// What happened to one message.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +33,8 @@ pub enum Target {
     Mqtt(MqttTarget),
     /// InfluxDB line protocol over HTTP.
     Line(LineTarget),
+    /// Tributary's WebSocket device ingest.
+    Ws(WsTarget),
 }
 
 impl Target {
@@ -40,6 +44,7 @@ impl Target {
             Target::Http(t) => t.send(msg).await,
             Target::Mqtt(t) => t.send(msg).await,
             Target::Line(t) => t.send(msg).await,
+            Target::Ws(t) => t.send(msg).await,
         }
     }
 
@@ -47,6 +52,11 @@ impl Target {
     pub async fn finish(&self) -> u64 {
         match self {
             Target::Mqtt(t) => t.finish().await,
+            Target::Ws(t) => {
+                // Every frame sent was answered before its send returned.
+                t.finish().await;
+                0
+            }
             _ => 0,
         }
     }

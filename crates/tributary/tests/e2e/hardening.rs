@@ -357,45 +357,6 @@ async fn keep_alive_connections_close_when_idle() {
     assert!(started.elapsed() >= Duration::from_millis(1500));
 }
 
-/// After `DELETE /api/v1/tenant` the tenant's device tokens stop working at
-/// once over HTTP and MQTT, and open MQTT connections are ended.
-#[tokio::test]
-async fn a_deleted_tenants_device_tokens_stop_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = Options::new(dir.path());
-    opts.env = vec![("TRIBUTARY_MQTT_AUTH_RECHECK_SECS", "1".into())];
-    let s = Server::start_with(opts);
-    let admin = Api::new(&s.base, &login(&s.base).await);
-    let other = second_tenant(&admin, "doomed").await;
-    let (_, token) = create_device(&s.base, &other.token, "doomed-1").await;
-    assert_eq!(post_telemetry(&s.base, &token, r#"{"t":1}"#).await.0, 200);
-    let (mut open, ack) = Raw::connect(&s.mqtt, "doomed-open", &token, true);
-    assert!(matches!(ack, Packet::ConnAck(_)));
-
-    other.must("DELETE", "/api/v1/tenant", None, 204).await;
-
-    assert_eq!(post_telemetry(&s.base, &token, r#"{"t":2}"#).await.0, 401);
-    let res = client()
-        .post(format!("{}/api/v1/{token}/attributes", s.base))
-        .json(&json!({"fw": "1.0"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
-    let (_, ack) = Raw::connect(&s.mqtt, "doomed-new", &token, true);
-    assert!(
-        matches!(ack, Packet::ConnAck(ref a) if a.code != rumqttc::mqttbytes::v4::ConnectReturnCode::Success),
-        "{ack:?}"
-    );
-    let started = Instant::now();
-    while open.read().is_some() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "connection kept"
-        );
-    }
-}
-
 fn gzip(text: &str) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(text.as_bytes()).unwrap();

@@ -16,5 +16,7 @@ mod mqtt_broker;
 mod operations;
 mod resources;
 mod retention;
+mod revocation;
 mod simulate;
 mod tenancy;
+mod ws_ingest;

@@ -66,6 +66,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("post", "/api/v1/{token}/telemetry"),
     ("post", "/api/v1/{token}/attributes"),
     ("get", "/api/v1/{token}/attributes"),
+    ("get", "/api/v1/{token}/ws"),
     ("get", "/ping"),
     ("post", "/query"),
 ];

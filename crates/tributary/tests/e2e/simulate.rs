@@ -109,6 +109,48 @@ async fn a_scenario_against_tributary_is_fully_queryable_afterwards() {
     );
 
     // Every acknowledged point is stored, and nothing else.
+    assert_stored(&api, &expected, START_MS).await;
+    let offline: usize = expected[&1]["temp"].len();
+    assert_eq!(offline, 15, "device 1 was offline for 5 of 20 readings");
+
+    // Running again takes the devices over (new tokens) instead of failing;
+    // this time over WebSocket ingest, into the next day.
+    let next_day = START_MS + 86_400_000;
+    let again = Command::new(binary())
+        .args(["simulate", "--scenario"])
+        .arg(&path)
+        .args([
+            "--target",
+            &s.base,
+            "--api-key",
+            key["key"].as_str().unwrap(),
+            "--protocol",
+            "ws",
+            "--fast",
+            "--json",
+            "--quiet",
+        ])
+        .args(["--start-ms", &next_day.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["acked_points"], total as u64, "{report}");
+    assert!(report["rejected"].as_object().unwrap().is_empty());
+    let expected = tributary_sim::expected_points(&scenario, 3, next_day);
+    assert_stored(&api, &expected, next_day).await;
+}
+
+/// Per device, per key: the (ts, value) pairs the simulator sent.
+type Expected =
+    std::collections::BTreeMap<usize, std::collections::BTreeMap<String, Vec<(i64, Value)>>>;
+
+/// The fleet's devices hold exactly `expected` from `from` on (one day).
+async fn assert_stored(api: &Api, expected: &Expected, from: i64) {
     let devices = api
         .must(
             "GET",
@@ -125,7 +167,10 @@ async fn a_scenario_against_tributary_is_fully_queryable_afterwards() {
         let stored = api
             .must(
                 "GET",
-                &format!("/api/v1/devices/{id}/telemetry?limit=1000&order=asc"),
+                &format!(
+                    "/api/v1/devices/{id}/telemetry?limit=1000&order=asc&from={from}&to={}",
+                    from + 86_400_000
+                ),
                 None,
                 200,
             )
@@ -147,29 +192,6 @@ async fn a_scenario_against_tributary_is_fully_queryable_afterwards() {
             assert_eq!(&got, points, "device {i} key {k}");
         }
     }
-    let offline: usize = expected[&1]["temp"].len();
-    assert_eq!(offline, 15, "device 1 was offline for 5 of 20 readings");
-
-    // Running again takes the devices over (new tokens) instead of failing.
-    let again = Command::new(binary())
-        .args(["simulate", "--scenario"])
-        .arg(&path)
-        .args([
-            "--target",
-            &s.base,
-            "--api-key",
-            key["key"].as_str().unwrap(),
-            "--fast",
-            "--json",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
 }
 
 #[test]

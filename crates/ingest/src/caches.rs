@@ -1,0 +1,110 @@
+//! [`Caches`]: every cache in front of the metadata store that ingest
+//! reads (device credentials, profile schemas, line-protocol series keys),
+//! and [`CachesConsumer`], the one place they are invalidated: by consuming
+//! the device and tenant lifecycle events of the log. No handler forgets
+//! anything itself; a change is acknowledged once this consumer applied it
+//! (see [`crate::Gateway::device_changed`]), so a deleted device or a rotated
+//! token stops working everywhere at once.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tributary_auth::Authenticator;
+use tributary_model::{DeviceChange, DeviceEvent, Event, TenantChange, TenantEvent};
+use tributary_pipeline::{Committed, Consumer, ConsumerError};
+use tributary_store::meta::ProfileCache;
+
+use crate::revocation::{Revocations, Revoked};
+use crate::series_devices::SeriesDevices;
+
+/// The name of the consumer that invalidates the caches.
+pub const CACHES_CONSUMER: &str = "caches";
+
+/// The caches ingest reads, and the notices that tell open connections.
+pub struct Caches {
+    /// Device credentials (inside the authenticator).
+    pub auth: Arc<Authenticator>,
+    /// Profile schemas.
+    pub profiles: Arc<ProfileCache>,
+    /// Devices of line-protocol series keys.
+    pub series_devices: Arc<SeriesDevices>,
+    /// Notices to open device connections.
+    pub revocations: Revocations,
+}
+
+impl Caches {
+    /// Empty caches in front of `auth`'s credentials.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self {
+            auth,
+            profiles: Arc::default(),
+            series_devices: Arc::default(),
+            revocations: Revocations::default(),
+        }
+    }
+
+    /// Makes every cache agree with `event` having happened.
+    pub fn apply(&self, event: &Event) {
+        match event {
+            Event::Device(DeviceEvent {
+                tenant,
+                device,
+                change,
+            }) => {
+                // A created device has nothing cached; anything else may
+                // change what a cached entry says about it.
+                if matches!(change, DeviceChange::Created { .. }) {
+                    return;
+                }
+                self.auth.forget_device(*device);
+                self.series_devices.forget(*device);
+                if matches!(
+                    change,
+                    DeviceChange::Deleted | DeviceChange::CredentialsRotated
+                ) {
+                    self.revocations.send(Revoked {
+                        tenant: *tenant,
+                        device: Some(*device),
+                    });
+                }
+            }
+            Event::Tenant(TenantEvent { tenant, change }) => match change {
+                TenantChange::Created | TenantChange::SettingsChanged => {}
+                TenantChange::Deleted => {
+                    self.auth.forget_tenant(*tenant);
+                    self.series_devices.forget_tenant(*tenant);
+                    self.revocations.send(Revoked {
+                        tenant: *tenant,
+                        device: None,
+                    });
+                }
+                TenantChange::ProfileChanged { profile } => {
+                    self.profiles.forget(profile);
+                    // A deleted profile leaves its devices with none: the
+                    // cached devices still name it.
+                    self.auth.forget_tenant(*tenant);
+                }
+            },
+            Event::Telemetry(_) | Event::Attributes(_) | Event::Unknown { .. } => {}
+        }
+    }
+}
+
+/// The log consumer that keeps [`Caches`] current. Its checkpoint is kept by
+/// the log; after a restart the caches are empty, so applying an event again
+/// changes nothing.
+pub struct CachesConsumer(pub Arc<Caches>);
+
+#[async_trait]
+impl Consumer for CachesConsumer {
+    fn name(&self) -> &str {
+        CACHES_CONSUMER
+    }
+
+    async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), ConsumerError> {
+        for e in entries {
+            self.0.apply(&e.event);
+        }
+        Ok(())
+    }
+}

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks in one command: bench/run.sh [all|http|live|mqtt|mosquitto|tsdb] [seconds-per-round]
+# TRIBUTARY_BIN: the server binary to measure (default: the release build of
+# this checkout), to compare two versions alternately; BENCH_NO_WS=1 skips the
+# WebSocket ingest rounds (for a binary older than them).
 # tsdb knobs: TSDB_RENDER_POINTS (points per write round), TSDB_WRITES_ONLY=1
 # (the write rounds only), TSDB_QUERY_POINTS (points of the aggregate query).
 # Starts a release Tributary (and InfluxDB 1.x when installed: apt-get install influxdb)
@@ -11,6 +14,8 @@ which=${1:-all}
 seconds=${2:-10}
 
 cargo build --release -q -p tributary -p tributary-bench
+bin=${TRIBUTARY_BIN:-target/release/tributary}
+echo "server: $bin"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -28,7 +33,7 @@ TRIBUTARY_ADMIN_EMAIL=bench@example.com TRIBUTARY_ADMIN_PASSWORD=$password TRIBU
   TRIBUTARY_TSDB_SEAL_INTERVAL_SECS=5 TRIBUTARY_HTTP_MAX_CONNECTIONS=50000 \
   TRIBUTARY_MAX_DEVICES_PER_TENANT=10000000 TRIBUTARY_MAX_AUTO_DEVICES_PER_REQUEST=1000000 \
   TRIBUTARY_MAX_AUTO_DEVICES_PER_MINUTE=100000000 \
-  target/release/tributary serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
+  "$bin" serve --data-dir "$work/tributary" --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
   --log warn,tributary::serve=info >"$work/tributary.out" 2>"$work/tributary.log" &
 pids+=($!)
 for _ in $(seq 100); do
@@ -78,7 +83,8 @@ if [ "$which" = all ] || [ "$which" = http ]; then
   out="bench/results/http-ingest-$stamp.md"
   { header
     target/release/tributary-bench http-ingest --tributary "http://$addr" \
-      --email bench@example.com --password "$password" --seconds "$seconds" "${influx_args[@]}"
+      --email bench@example.com --password "$password" --seconds "$seconds" \
+      ${BENCH_NO_WS:+--no-ws} "${influx_args[@]}"
     echo
     echo "Tributary peak RSS so far: $(grep VmHWM /proc/"${pids[0]}"/status | awk '{print $2, $3}')"
   } | tee "$out"

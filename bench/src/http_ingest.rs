@@ -43,6 +43,9 @@ pub struct Args {
     /// Seconds per round.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Skip the WebSocket ingest rounds (a server older than them).
+    #[arg(long)]
+    no_ws: bool,
     /// Requests in the latency round (one writer, one request at a time).
     #[arg(long, default_value_t = 1000)]
     latency_samples: usize,
@@ -215,14 +218,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             start_ms,
         )
         .await?;
-        let ws = round(
-            Target::Ws(WsTarget::new(&args.tributary, tokens.clone())),
-            args.clients,
-            batch,
-            args.seconds,
-            start_ms + 43_200_000,
-        )
-        .await?;
+        let ws = if args.no_ws {
+            None
+        } else {
+            Some(
+                round(
+                    Target::Ws(WsTarget::new(&args.tributary, tokens.clone())),
+                    args.clients,
+                    batch,
+                    args.seconds,
+                    start_ms + 43_200_000,
+                )
+                .await?,
+            )
+        };
         let influx = match &args.influx {
             Some(base) => Some(
                 round(
@@ -243,10 +252,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "n/a".into())
         };
         println!("{}", row("Tributary (HTTP)", batch, &t, &ratio(&t)));
-        println!(
-            "{}",
-            row("Tributary (WebSocket frames)", batch, &ws, &ratio(&ws))
-        );
+        if let Some(ws) = &ws {
+            let ratio = ratio(ws);
+            println!("{}", row("Tributary (WebSocket frames)", batch, ws, &ratio));
+        }
         if let Some(i) = &influx {
             println!("{}", row("InfluxDB 1.x (line protocol)", batch, i, "1.00×"));
         }

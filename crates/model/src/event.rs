@@ -95,6 +95,7 @@ impl AttributeChange {
 
 /// What happened to a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeviceChange {
     /// It was created (named so).
     Created {
@@ -128,6 +129,7 @@ pub struct DeviceEvent {
 
 /// What happened to a tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TenantChange {
     /// It was created.
     Created,

@@ -44,6 +44,14 @@ pub trait Consumer: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether queries are answered from its effects (the series store, the
+    /// attribute store): the log then waits at start until it has applied
+    /// everything recovered, so a read after a restart sees every
+    /// acknowledged write.
+    fn serves_reads(&self) -> bool {
+        false
+    }
+
     /// Called now and then while the consumer has nothing to apply (for
     /// work due on time, such as sealing what it holds in memory).
     async fn idle(&self) {}

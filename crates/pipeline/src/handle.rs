@@ -216,15 +216,22 @@ impl Pipeline {
                 (c.name().to_string(), task)
             })
             .collect();
-        let mut store_applied = consumers[0].watch_applied();
-        let _ = store_applied
-            .wait_for(|applied| *applied >= recovery.last_lsn)
-            .await;
-        info!(
-            store = consumers[0].name(),
-            applied_lsn = consumers[0].applied(),
-            "the store has caught up with the log"
-        );
+        // The store (first) and every consumer that reads are answered from
+        // hold everything recovered before anyone can read.
+        for (i, c) in consumers.iter().enumerate() {
+            if i == 0 || c.consumer.serves_reads() {
+                let _ = c
+                    .watch_applied()
+                    .wait_for(|applied| *applied >= recovery.last_lsn)
+                    .await;
+                info!(
+                    consumer = c.name(),
+                    applied_lsn = c.applied(),
+                    "caught up with the log"
+                );
+            }
+        }
+        let store_applied = consumers[0].watch_applied();
         Ok(Arc::new(Self {
             tx: RwLock::new(Some(tx)),
             committed,

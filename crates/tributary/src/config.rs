@@ -160,6 +160,8 @@ pub struct Config {
     /// Most bytes of log kept on disk for consumers that are behind; past
     /// it, appends wait until they catch up (ingestion slows, nothing is lost).
     pub wal_max_retained_bytes: u64,
+    /// A file that gets every event of the log as one JSON line (unset: none).
+    pub log_export_path: Option<PathBuf>,
 
     /// Updates a live client may have queued before they coalesce.
     pub live_client_queue: usize,
@@ -272,6 +274,7 @@ impl Default for Config {
             wal_queue: 4096,
             wal_tail_bytes: 64 * 1024 * 1024,
             wal_max_retained_bytes: 8 * 1024 * 1024 * 1024,
+            log_export_path: None,
             live_client_queue: 1024,
             live_max_subscriptions: 1000,
             live_ping_secs: 30,
@@ -317,6 +320,7 @@ const STRING_KEYS: &[&str] = &[
     "mqtt_tls_listen",
     "mqtt_tls_cert",
     "mqtt_tls_key",
+    "log_export_path",
     "log",
     "admin_email",
     "admin_password",

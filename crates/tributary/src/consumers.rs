@@ -86,6 +86,10 @@ impl Consumer for AttributesConsumer {
         tributary_ingest::gateway::ATTRIBUTES_CONSUMER
     }
 
+    fn serves_reads(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), ConsumerError> {
         for e in entries {
             if let Event::Attributes(change) = &e.event {

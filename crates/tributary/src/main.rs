@@ -3,6 +3,7 @@
 mod bootstrap;
 mod config;
 mod consumers;
+mod export;
 mod fds;
 mod logging;
 mod serve;

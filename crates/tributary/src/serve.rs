@@ -132,6 +132,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )?;
     let caches = Arc::new(tributary_ingest::Caches::new(auth.clone()));
+    let mut consumers: Vec<Arc<dyn tributary_pipeline::Consumer>> = vec![
+        Arc::new(AttributesConsumer(meta.clone())),
+        Arc::new(tributary_ingest::CachesConsumer(caches.clone())),
+    ];
+    if let Some(path) = &config.log_export_path {
+        let export = crate::export::ExportConsumer::open(path)
+            .with_context(|| format!("opening log_export_path {}", path.display()))?;
+        consumers.push(Arc::new(export));
+    }
     let pipeline = Pipeline::start(
         PipelineConfig {
             dir: config.data_dir.join("wal"),
@@ -142,10 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max_retained_bytes: config.wal_max_retained_bytes,
         },
         Arc::new(SeriesConsumer::new(series.clone())),
-        vec![
-            Arc::new(AttributesConsumer(meta.clone())),
-            Arc::new(tributary_ingest::CachesConsumer(caches.clone())),
-        ],
+        consumers,
         vec![
             hub.clone() as Arc<dyn Listener>,
             Arc::new(tributary_mqtt::LogFeed(broker.clone())),

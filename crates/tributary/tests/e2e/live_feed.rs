@@ -9,22 +9,22 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(s: &Server, token: &str) -> Ws {
+pub(crate) async fn connect(s: &Server, token: &str) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live?token={token}", s.addr()))
         .await
         .unwrap()
         .0
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub(crate) async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
 /// The next JSON message, or a panic after `secs`.
-async fn next(ws: &mut Ws, secs: u64) -> Value {
+pub(crate) async fn next(ws: &mut Ws, secs: u64) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(secs), ws.next())
             .await
@@ -42,7 +42,7 @@ async fn next(ws: &mut Ws, secs: u64) -> Value {
 }
 
 /// Messages until one of type `until` (inclusive).
-async fn until(ws: &mut Ws, until: &str) -> Vec<Value> {
+pub(crate) async fn until(ws: &mut Ws, until: &str) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
         let m = next(ws, 10).await;

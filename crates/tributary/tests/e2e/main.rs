@@ -2,6 +2,7 @@
 
 mod common;
 mod contract;
+mod crash_events;
 mod dashboard;
 mod durability;
 mod hardening;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmarks in one command: bench/run.sh [all|http|live|mqtt|mosquitto|tsdb] [seconds-per-round]
-# TRIBUTARY_BIN: the server binary to measure (default: the release build of
-# this checkout), to compare two versions alternately; BENCH_NO_WS=1 skips the
+# BENCH_SERVER: the server binary to measure (default: the release build of
+# this checkout), to compare two versions alternately; BENCH_TOOLS: a
+# directory with prebuilt tributary and tributary-bench binaries (the load
+# generators) instead of building this checkout; BENCH_NO_WS=1 skips the
 # WebSocket ingest rounds (for a binary older than them).
 # tsdb knobs: TSDB_RENDER_POINTS (points per write round), TSDB_WRITES_ONLY=1
 # (the write rounds only), TSDB_QUERY_POINTS (points of the aggregate query).
@@ -13,8 +15,13 @@ cd "$(dirname "$0")/.."
 which=${1:-all}
 seconds=${2:-10}
 
-cargo build --release -q -p tributary -p tributary-bench
-bin=${TRIBUTARY_BIN:-target/release/tributary}
+if [ -n "${BENCH_TOOLS:-}" ]; then
+  tools=$BENCH_TOOLS
+else
+  cargo build --release -q -p tributary -p tributary-bench
+  tools=target/release
+fi
+bin=${BENCH_SERVER:-$tools/tributary}
 echo "server: $bin"
 work=$(mktemp -d)
 pids=()
@@ -82,7 +89,7 @@ header() { echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(git rev-pars
 if [ "$which" = all ] || [ "$which" = http ]; then
   out="bench/results/http-ingest-$stamp.md"
   { header
-    target/release/tributary-bench http-ingest --tributary "http://$addr" \
+    "$tools/tributary-bench" http-ingest --tributary "http://$addr" \
       --email bench@example.com --password "$password" --seconds "$seconds" \
       ${BENCH_NO_WS:+--no-ws} "${influx_args[@]}"
     echo
@@ -93,7 +100,7 @@ fi
 if [ "$which" = all ] || [ "$which" = live ]; then
   out="bench/results/live-$stamp.md"
   { header
-    target/release/tributary-bench live --tributary "http://$addr" --server-pid "${pids[0]}" \
+    "$tools/tributary-bench" live --tributary "http://$addr" --server-pid "${pids[0]}" \
       --email bench@example.com --password "$password" --seconds "$seconds"
   } | tee "$out"
   echo "saved to $out"
@@ -103,7 +110,7 @@ if [ "$which" = all ] || [ "$which" = tsdb ]; then
   influx_dir_args=()
   [ ${#influx_args[@]} -gt 0 ] && influx_dir_args=(--influx-dir "$work/influx/data" --influx-pid "${pids[1]}")
   { header
-    target/release/tributary-bench tsdb --tributary "http://$addr" --tributary-pid "${pids[0]}" \
+    "$tools/tributary-bench" tsdb --tributary "http://$addr" --tributary-pid "${pids[0]}" \
       --tributary-dir "$work/tributary/tsdb" --email bench@example.com --password "$password" \
       --seconds "$seconds" --query-points "${TSDB_QUERY_POINTS:-10000000}" \
       --render-points "${TSDB_RENDER_POINTS:-64000000}" ${TSDB_WRITES_ONLY:+--writes-only} \
@@ -133,7 +140,7 @@ CONF
   fi
   out="bench/results/mqtt-mosquitto-$stamp.md"
   { header
-    target/release/tributary-bench mqtt --tributary "http://$addr" --tributary-mqtt "$mqtt_addr" \
+    "$tools/tributary-bench" mqtt --tributary "http://$addr" --tributary-mqtt "$mqtt_addr" \
       --tributary-pid "${pids[0]}" --email bench@example.com --password "$password" \
       --seconds "$seconds" --idle "${MQTT_IDLE:-19000}" "${mosq_args[@]}"
   } | tee "$out"
@@ -165,7 +172,7 @@ amplitude = 10.0
 period_secs = 30.0
 decimals = 3
 TOML
-      target/release/tributary simulate --scenario "$work/mqtt-$rate.toml" --protocol mqtt --qos 1 \
+      "$tools/tributary" simulate --scenario "$work/mqtt-$rate.toml" --protocol mqtt --qos 1 \
         --target "http://$addr" --mqtt "$mqtt_addr" --email bench@example.com --password "$password" \
         --latency --json --quiet >"$work/mqtt-$rate.json"
       jq -r --arg rate "$rate" --arg batch "$batch" \

@@ -58,15 +58,12 @@ impl Caches {
                 }
                 self.auth.forget_device(*device);
                 self.series_devices.forget(*device);
-                if matches!(
-                    change,
-                    DeviceChange::Deleted | DeviceChange::CredentialsRotated
-                ) {
-                    self.revocations.send(Revoked {
-                        tenant: *tenant,
-                        device: Some(*device),
-                    });
-                }
+                // Its open connections check their credential again, and
+                // take the device as it is now (its profile, say).
+                self.revocations.send(Revoked {
+                    tenant: *tenant,
+                    device: Some(*device),
+                });
             }
             Event::Tenant(TenantEvent { tenant, change }) => match change {
                 TenantChange::Created | TenantChange::SettingsChanged => {}
@@ -81,8 +78,12 @@ impl Caches {
                 TenantChange::ProfileChanged { profile } => {
                     self.profiles.forget(profile);
                     // A deleted profile leaves its devices with none: the
-                    // cached devices still name it.
+                    // cached devices, and open connections, still name it.
                     self.auth.forget_tenant(*tenant);
+                    self.revocations.send(Revoked {
+                        tenant: *tenant,
+                        device: None,
+                    });
                 }
             },
             Event::Telemetry(_) | Event::Attributes(_) | Event::Unknown { .. } => {}

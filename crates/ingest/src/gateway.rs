@@ -14,7 +14,7 @@ use tributary_pipeline::{Durable, Pipeline};
 use tributary_store::{Device, MetaStore};
 
 use crate::attributes;
-use crate::caches::{Caches, CACHES_CONSUMER};
+use crate::caches::Caches;
 use crate::error::count_rejected;
 use crate::revocation::Listener;
 use crate::series_devices::SeriesDevices;
@@ -32,8 +32,7 @@ pub struct GatewayConfig {
     /// Longest an attribute write waits for the attribute store to hold it
     /// (it is durable in the log either way).
     pub attributes_catch_up: Duration,
-    /// Longest a lifecycle change waits for the caches to forget what it
-    /// changed.
+    /// Longest a metadata change waits for the log to take its event.
     pub caches_catch_up: Duration,
 }
 
@@ -88,53 +87,72 @@ impl Gateway {
     }
 
     /// Records that a device was created, changed, re-keyed or deleted (in
-    /// the metadata store, already): appended to the log, and applied to
-    /// the caches, when this returns.
-    pub async fn device_changed(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        change: DeviceChange,
-    ) -> Result<u64, IngestError> {
-        self.lifecycle(Event::Device(DeviceEvent {
+    /// the metadata store, already): this node's caches forget what it
+    /// changed and open connections are told at once, then the event is
+    /// appended to the log for every other consumer (the `caches` consumer
+    /// applies it again on every node: applying it twice changes nothing).
+    /// The change is committed either way, so a log that refuses or is slow
+    /// (a consumer at its disk budget) is reported, not answered.
+    pub async fn device_changed(&self, tenant: TenantId, device: DeviceId, change: DeviceChange) {
+        self.lifecycle(vec![Event::Device(DeviceEvent {
             tenant,
             device,
             change,
-        }))
+        })])
         .await
+    }
+
+    /// Records devices created in one go (by a line-protocol write), as
+    /// [`Gateway::device_changed`] does one: their events share group commits.
+    pub async fn devices_created(&self, tenant: TenantId, devices: &[(DeviceId, String)]) {
+        let events = devices
+            .iter()
+            .map(|(device, name)| {
+                Event::Device(DeviceEvent {
+                    tenant,
+                    device: *device,
+                    change: DeviceChange::Created { name: name.clone() },
+                })
+            })
+            .collect();
+        self.lifecycle(events).await
     }
 
     /// Records that a tenant was created, changed or deleted, as
     /// [`Gateway::device_changed`] does for a device.
-    pub async fn tenant_changed(
-        &self,
-        tenant: TenantId,
-        change: TenantChange,
-    ) -> Result<u64, IngestError> {
-        self.lifecycle(Event::Tenant(TenantEvent { tenant, change }))
+    pub async fn tenant_changed(&self, tenant: TenantId, change: TenantChange) {
+        self.lifecycle(vec![Event::Tenant(TenantEvent { tenant, change })])
             .await
     }
 
-    async fn lifecycle(&self, event: Event) -> Result<u64, IngestError> {
-        let lsn = match self.log.append_event(event.clone()).await {
-            Ok(lsn) => lsn,
-            Err(e) => {
-                // The change is in the metadata store already: whatever the
-                // log says, no cache may keep the old state.
-                self.caches.apply(&event);
-                return Err(e.into());
-            }
-        };
-        if !self
-            .log
-            .wait_consumed(CACHES_CONSUMER, lsn, self.config.caches_catch_up)
-            .await
-        {
-            // Never acknowledge a revocation the caches may not have seen.
-            tracing::warn!(lsn, "the caches consumer is behind; forgetting directly");
-            self.caches.apply(&event);
+    async fn lifecycle(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
         }
-        Ok(lsn)
+        // No cache here may answer from the old state, whatever the log does.
+        for e in &events {
+            self.caches.apply(e);
+        }
+        let appended = async {
+            let mut durable = Vec::with_capacity(events.len());
+            for e in events {
+                durable.push(self.log.submit_event(e).await?);
+            }
+            let mut last = 0;
+            for d in durable {
+                last = d.await?;
+            }
+            Ok::<u64, tributary_pipeline::WalError>(last)
+        };
+        match tokio::time::timeout(self.config.caches_catch_up, appended).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a metadata change is committed but not in the event log")
+            }
+            Err(_) => tracing::warn!(
+                "the event log did not take a metadata change in time (a consumer is at its disk budget); it is committed and will be appended"
+            ),
+        }
     }
 
     /// The device an access token belongs to.

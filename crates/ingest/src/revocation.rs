@@ -1,5 +1,6 @@
-//! [`Revocations`]: tells open connections that a device or tenant lost its
-//! credentials, so they check theirs again at once instead of at their next
+//! [`Revocations`]: tells open connections that a device or tenant changed
+//! (credentials rotated, deleted, re-profiled), so they check their
+//! credential and re-read their device at once instead of at their next
 //! periodic check.
 
 use tokio::sync::broadcast;
@@ -9,7 +10,7 @@ use tributary_model::{DeviceId, TenantId};
 /// further behind checks its credential anyway.
 const BACKLOG: usize = 1024;
 
-/// Credentials of a device, or of a whole tenant, stopped working.
+/// A device, or a whole tenant, changed: its connections check again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Revoked {
     /// The tenant.

@@ -12,7 +12,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::oneshot;
 
 use crate::router::Router;
-use crate::rpc::Calls;
+use crate::rpc::{Calls, RpcError};
 use crate::session::{Delivery, Message, QueueLimits, Session, Space, SubOptions};
 use crate::shared::{self, SharedGroups};
 use crate::topic;
@@ -194,6 +194,35 @@ impl Broker {
                 s.router.remove(filter, session.serial)
             }
         })
+    }
+
+    /// Sends an RPC request (`{"method":…,"params":…}`) to a device; a two-way
+    /// call waits up to `timeout` for its answer, a one-way call returns `None`
+    /// as soon as the request is queued for the device.
+    pub async fn call(
+        &self,
+        device: tributary_model::DeviceId,
+        request: serde_json::Value,
+        timeout: Duration,
+        oneway: bool,
+    ) -> Result<Option<bytes::Bytes>, RpcError> {
+        // However this call ends, its entry goes with `pending`.
+        let mut pending = self.calls.register(device);
+        let msg = Message::server(
+            format!("v1/devices/me/rpc/request/{}", pending.id),
+            request.to_string(),
+            QoS::AtLeastOnce,
+        );
+        if self.publish(Space::Device(device), msg) == 0 {
+            return Err(RpcError::Offline);
+        }
+        let Some(answer) = pending.answer.take().filter(|_| !oneway) else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(answer)) => Ok(Some(answer)),
+            _ => Err(RpcError::Timeout(timeout)),
+        }
     }
 
     /// Routes a message to every matching session in `space` (and keeps or

@@ -14,8 +14,8 @@ use tributary_model::Batch;
 use tributary_store::meta::AttributeScope;
 use tributary_store::Device;
 
-use crate::listener::MqttState;
 use crate::session::{Message, Session};
+use crate::state::MqttState;
 
 /// Telemetry topic.
 pub const TELEMETRY: &str = "v1/devices/me/telemetry";

@@ -5,6 +5,18 @@
 //!
 //! Packets are framed by the `rumqttc` codec (`codec`); sessions, routing,
 //! authentication and durability are Tributary's.
+//!
+//! - `listener`: accepting TCP, TLS and WebSocket connections within the slots
+//! - `state`: [`MqttState`], what every connection shares, and its limits
+//! - `connection/`: one connection (CONNECT, the packet loop, PUBLISH,
+//!   SUBSCRIBE); `device`: the ThingsBoard device topics, through the ingest
+//!   gateway
+//! - `codec`: MQTT 3.1.1 and 5 as one set of packets
+//! - `broker`: sessions by tenant, retained messages, routing, RPC calls;
+//!   `session`: one session's subscriptions, queue and in-flight window;
+//!   `router`: the subscription trie; `shared`: shared subscriptions;
+//!   `topic`: topic names and filters; `rpc`: calls waiting for answers
+//! - `feed`: the log listener that publishes telemetry and shared attributes
 
 mod broker;
 mod codec;
@@ -16,15 +28,15 @@ mod router;
 mod rpc;
 mod session;
 mod shared;
+mod state;
 mod topic;
 
 pub use broker::{Broker, BrokerLimits};
 pub use codec::decode_client_stream;
 pub use feed::LogFeed;
-pub use listener::{
-    serve, serve_stream, slot, sweep, tls_acceptor, MqttConfig, MqttState, TlsError,
-};
+pub use listener::{serve, serve_stream, slot, sweep, tls_acceptor, TlsError};
 pub use rpc::RpcError;
+pub use state::{MqttConfig, MqttState};
 
 use rumqttc::v5::mqttbytes::QoS;
 use tributary_model::DeviceId;

@@ -1,6 +1,8 @@
-//! Server-side RPC: a call made through the REST API is published to the
-//! device on `v1/devices/me/rpc/request/{id}`, and its answer on
-//! `v1/devices/me/rpc/response/{id}` is handed back to the waiting caller.
+//! Server-side RPC bookkeeping: a call made through the REST API is
+//! published to the device on `v1/devices/me/rpc/request/{id}` (by
+//! [`crate::Broker::call`]), and its answer on
+//! `v1/devices/me/rpc/response/{id}` is handed back to the waiting caller
+//! through [`Calls`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,12 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::oneshot;
 use tributary_model::DeviceId;
-
-use crate::broker::Broker;
-use crate::session::{Message, Space};
 
 /// Calls waiting for their answer, by device and request id.
 #[derive(Default)]
@@ -33,12 +31,35 @@ pub enum RpcError {
     Timeout(Duration),
 }
 
+/// A call waiting for its answer; its entry goes when this is dropped
+/// (answer, timeout, or the HTTP caller leaving).
+pub(crate) struct Pending<'a> {
+    calls: &'a Calls,
+    device: DeviceId,
+    /// The request id.
+    pub id: u32,
+    /// Resolves with the device's answer.
+    pub answer: Option<oneshot::Receiver<Bytes>>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.calls.forget(self.device, self.id);
+    }
+}
+
 impl Calls {
-    fn register(&self, device: DeviceId) -> (u32, oneshot::Receiver<Bytes>) {
+    /// A new call to `device`, waiting for its answer.
+    pub(crate) fn register(&self, device: DeviceId) -> Pending<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let (tx, rx) = oneshot::channel();
         self.lock().insert((device, id), tx);
-        (id, rx)
+        Pending {
+            calls: self,
+            device,
+            id,
+            answer: Some(rx),
+        }
     }
 
     fn forget(&self, device: DeviceId, id: u32) {
@@ -58,48 +79,6 @@ impl Calls {
         match self.lock().remove(&(device, id)) {
             Some(tx) => tx.send(payload).is_ok(),
             None => false,
-        }
-    }
-}
-
-/// Removes a call's entry when dropped.
-struct Forget<'a>(&'a Calls, DeviceId, u32);
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.0.forget(self.1, self.2);
-    }
-}
-
-impl Broker {
-    /// Sends an RPC request (`{"method":…,"params":…}`) to a device; a two-way
-    /// call waits up to `timeout` for its answer, a one-way call returns `None`
-    /// as soon as the request is queued for the device.
-    pub async fn call(
-        &self,
-        device: DeviceId,
-        request: serde_json::Value,
-        timeout: Duration,
-        oneway: bool,
-    ) -> Result<Option<Bytes>, RpcError> {
-        let (id, rx) = self.calls.register(device);
-        // However this call ends (answer, timeout, or the HTTP caller leaving),
-        // its entry goes.
-        let _forget = Forget(&self.calls, device, id);
-        let msg = Message::server(
-            format!("v1/devices/me/rpc/request/{id}"),
-            request.to_string(),
-            QoS::AtLeastOnce,
-        );
-        if self.publish(Space::Device(device), msg) == 0 {
-            return Err(RpcError::Offline);
-        }
-        if oneway {
-            return Ok(None);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => Ok(Some(answer)),
-            _ => Err(RpcError::Timeout(timeout)),
         }
     }
 }

@@ -16,6 +16,10 @@ struct Recorder {
     name: &'static str,
     own: bool,
     held: AtomicBool,
+    /// Queries are answered from it (`Consumer::serves_reads`).
+    reads: AtomicBool,
+    /// Each `apply` takes 100 ms.
+    slow: AtomicBool,
     seen: Mutex<Vec<(u64, Event)>>,
 }
 
@@ -25,6 +29,8 @@ impl Recorder {
             name,
             own,
             held: AtomicBool::new(false),
+            reads: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
             seen: Mutex::new(Vec::new()),
         })
     }
@@ -44,11 +50,18 @@ impl Consumer for Recorder {
         if self.held.load(Ordering::Acquire) {
             return Err(ConsumerError("held".into()));
         }
+        if self.slow.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mut seen = self.seen.lock().unwrap();
         for e in events {
             seen.push((e.lsn, e.event.clone()));
         }
         Ok(())
+    }
+
+    fn serves_reads(&self) -> bool {
+        self.reads.load(Ordering::Acquire)
     }
 
     async fn own_checkpoint(&self) -> Result<Option<u64>, ConsumerError> {
@@ -381,5 +394,55 @@ async fn shutdown_at_the_disk_budget_does_not_hang() {
         fresh.lsns()[..acked as usize],
         (1..=acked).collect::<Vec<_>>()[..]
     );
+    p.shutdown(GRACE).await;
+}
+
+/// A consumer that queries read from has applied everything in the log by
+/// the time `start` returns, however slow it is; others catch up after.
+#[tokio::test]
+async fn start_waits_for_the_consumers_that_serve_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recorder::new("store", true);
+    let (views, export) = (
+        Recorder::new("views", false),
+        Recorder::new("export", false),
+    );
+    views.reads.store(true, Ordering::Release);
+    {
+        let p = Pipeline::start(
+            config(dir.path(), 1 << 20),
+            store.clone(),
+            vec![views.clone(), export.clone()],
+            vec![],
+        )
+        .await
+        .unwrap();
+        views.held.store(true, Ordering::Release);
+        export.held.store(true, Ordering::Release);
+        for i in 1..=3 {
+            p.append(batch(i)).await.unwrap();
+        }
+        p.shutdown(GRACE).await;
+    }
+    assert!(views.lsns().is_empty() && export.lsns().is_empty());
+    // The one that serves reads is slow; the other is still held.
+    views.held.store(false, Ordering::Release);
+    views.slow.store(true, Ordering::Release);
+    let p = Pipeline::start(
+        config(dir.path(), 1 << 20),
+        store.clone(),
+        vec![views.clone(), export.clone()],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        views.lsns(),
+        vec![1, 2, 3],
+        "caught up before start returned"
+    );
+    assert!(export.lsns().is_empty(), "the other one was not waited for");
+    export.held.store(false, Ordering::Release);
+    assert!(p.wait_consumed("export", 3, Duration::from_secs(5)).await);
     p.shutdown(GRACE).await;
 }

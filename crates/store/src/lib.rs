@@ -12,7 +12,8 @@ pub use meta::{ListParams, Page};
 pub use series::engine::{Engine, EngineConfig, Expired};
 pub use series::sqlite::SqliteSeries;
 pub use series::{
-    AggQuery, Aggregate, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore,
+    AggQuery, Aggregate, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesReader,
+    SeriesStore, SeriesWriter,
 };
 
 /// Errors of the stores.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
-use tributary_store::{Engine, EngineConfig, Order, RawQuery, SeriesStore};
+use tributary_store::{Engine, EngineConfig, Order, RawQuery, SeriesReader, SeriesWriter};
 
 fn batch(t: TenantId, d: DeviceId, key: &str, from: i64, n: i64) -> Batch {
     Batch {

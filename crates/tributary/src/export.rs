@@ -46,59 +46,66 @@ impl ExportConsumer {
     }
 }
 
-/// Truncates the file after its last newline; the LSN of the line before it
-/// (0 for an empty file).
+/// Cuts off what follows the last whole line (a torn write), and the last
+/// line itself while it is not an event (blocks zeroed by a power cut);
+/// returns the LSN of the last line left (0 for an empty file).
 fn last_whole_line(file: &mut File) -> std::io::Result<u64> {
-    let len = file.metadata()?.len();
-    // Read backwards until the last two newlines (or the start) are found.
-    let mut tail = Vec::new();
-    let mut pos = len;
-    let (end, start) = loop {
-        let step = pos.min(64 * 1024);
-        pos -= step;
-        let mut chunk = vec![0; step as usize];
-        file.seek(SeekFrom::Start(pos))?;
-        file.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
-        let newlines: Vec<usize> = tail
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|(_, b)| **b == b'\n')
-            .map(|(i, _)| i)
-            .take(2)
-            .collect();
-        match (newlines.first(), newlines.get(1)) {
-            (Some(&e), Some(&s)) => break (Some(e), s + 1),
-            (Some(&e), None) if pos == 0 => break (Some(e), 0),
-            (None, None) if pos == 0 => break (None, 0),
-            _ => continue,
+    loop {
+        let len = file.metadata()?.len();
+        let Some(end) = rfind_newline(file, len)? else {
+            if len > 0 {
+                tracing::warn!(cut = len, "log export: a torn first line is cut off");
+                file.set_len(0)?;
+                file.sync_data()?;
+            }
+            return Ok(0);
+        };
+        if end + 1 < len {
+            tracing::warn!(
+                cut = len - end - 1,
+                "log export: a torn last line is cut off"
+            );
+            file.set_len(end + 1)?;
+            file.sync_data()?;
         }
-    };
-    let Some(end) = end else {
-        // No whole line at all.
-        file.set_len(0)?;
-        return Ok(0);
-    };
-    let keep = pos + end as u64 + 1;
-    if keep < len {
-        tracing::warn!(cut = len - keep, "log export: a torn last line is cut off");
-        file.set_len(keep)?;
-        file.sync_data()?;
+        let start = rfind_newline(file, end)?.map_or(0, |p| p + 1);
+        let mut line = vec![0; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut line)?;
+        match serde_json::from_slice::<Value>(&line)
+            .ok()
+            .and_then(|v| v["lsn"].as_u64())
+        {
+            Some(lsn) => return Ok(lsn),
+            None => {
+                tracing::warn!(
+                    cut = end + 1 - start,
+                    "log export: a last line that is not an event is cut off"
+                );
+                file.set_len(start)?;
+                file.sync_data()?;
+            }
+        }
     }
-    let line: Value = serde_json::from_slice(&tail[start..end]).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("the last line of the export is not an event: {e}"),
-        )
-    })?;
-    line["lsn"].as_u64().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the last line of the export has no lsn",
-        )
-    })
+}
+
+/// The offset of the last newline before `before`, reading backwards a
+/// block at a time.
+fn rfind_newline(file: &mut File, before: u64) -> std::io::Result<Option<u64>> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut buf = vec![0; BLOCK as usize];
+    let mut pos = before;
+    while pos > 0 {
+        let step = pos.min(BLOCK);
+        pos -= step;
+        let chunk = &mut buf[..step as usize];
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(Some(pos + i as u64));
+        }
+    }
+    Ok(None)
 }
 
 /// One event as a JSON line's object.
@@ -198,6 +205,14 @@ mod tests {
         let (_d, path) = file_with("{\"lsn\":1");
         assert_eq!(ExportConsumer::open(&path).unwrap().last.into_inner(), 0);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn a_last_line_that_is_not_an_event_is_cut_back_to_the_one_before() {
+        let (_d, path) = file_with("{\"lsn\":4}\n\0\0\0\0\n");
+        let c = ExportConsumer::open(&path).unwrap();
+        assert_eq!(c.last.into_inner(), 4);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"lsn\":4}\n");
     }
 
     #[test]

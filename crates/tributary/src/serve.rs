@@ -15,7 +15,7 @@ use tributary_live::{Hub, HubConfig};
 use tributary_model::ParseLimits;
 use tributary_pipeline::{Listener, Pipeline, PipelineConfig};
 use tributary_store::retention::RetentionPolicy;
-use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SqliteSeries};
+use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SeriesWriter, SqliteSeries};
 
 use crate::config::{Config, SeriesStoreKind};
 use crate::consumers::{AttributesConsumer, SeriesConsumer};

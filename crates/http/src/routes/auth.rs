@@ -20,6 +20,9 @@ pub struct LoginRequest {
     password: String,
     /// Tenant id; the user's first tenant when omitted.
     #[serde(default)]
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     tenant_id: Option<String>,
 }
 

@@ -60,14 +60,19 @@ type Reply = Pin<Box<dyn std::future::Future<Output = Json> + Send>>;
 
 /// One connection: frames in, replies out in frame order, until the client
 /// leaves, its credential stops working or the server stops.
-async fn run(s: AppState, device: Device, token: String, socket: WebSocket) {
+async fn run(s: AppState, mut device: Device, token: String, socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
     let mut replies: FuturesOrdered<Reply> = FuturesOrdered::new();
     let mut frames: u64 = 0;
     let mut revocations = s.gateway.revocations();
     let mut shutdown = s.shutdown.clone();
     let mut ping = tokio::time::interval(s.config.live_ping);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The notices cover changes from now on; one made since the upgrade's
+    // check is caught by checking again at once (the first tick).
+    let mut recheck = tokio::time::interval(s.config.live_auth_recheck);
+    for t in [&mut ping, &mut recheck] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     ping.tick().await;
     let close = |code: u16, reason: &'static str| {
         Message::Close(Some(CloseFrame {
@@ -79,6 +84,21 @@ async fn run(s: AppState, device: Device, token: String, socket: WebSocket) {
     let ending = loop {
         tokio::select! {
             biased;
+            // Before frames: a client that sends without pause must not
+            // hold off its own revocation.
+            _ = until_shutdown(&mut shutdown) => break Some(close(CLOSE_GOING_AWAY, "server shutting down")),
+            _ = revocations.concerns(device.tenant, Some(device.id)) => {
+                match current(&s.gateway, &token, &device).await {
+                    Some(now) => device = now,
+                    None => break Some(close(CLOSE_POLICY, "device credentials revoked")),
+                }
+            }
+            _ = recheck.tick() => {
+                match current(&s.gateway, &token, &device).await {
+                    Some(now) => device = now,
+                    None => break Some(close(CLOSE_POLICY, "device credentials revoked")),
+                }
+            }
             Some(reply) = replies.next(), if !replies.is_empty() => {
                 if tx.send(Message::Text(reply.to_string().into())).await.is_err() {
                     return;
@@ -99,12 +119,6 @@ async fn run(s: AppState, device: Device, token: String, socket: WebSocket) {
                 Some(Err(e)) if not_utf8(&e) => break Some(close(CLOSE_NOT_UTF8, "text frame is not UTF-8")),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
             },
-            _ = revocations.concerns(device.tenant, Some(device.id)) => {
-                if !matches!(s.gateway.device(&token).await, Ok(d) if d.id == device.id) {
-                    break Some(close(CLOSE_POLICY, "device credentials revoked"));
-                }
-            }
-            _ = until_shutdown(&mut shutdown) => break Some(close(CLOSE_GOING_AWAY, "server shutting down")),
             _ = ping.tick() => {
                 if tx.send(Message::Ping(Default::default())).await.is_err() {
                     return;
@@ -125,6 +139,17 @@ async fn run(s: AppState, device: Device, token: String, socket: WebSocket) {
     }
     if let Some(close) = ending {
         let _ = tx.send(close).await;
+    }
+}
+
+/// The connection's device as it is now; `None` once its token no longer
+/// names it (deleted, rotated, its tenant gone). A store that cannot answer
+/// now keeps the connection as it is.
+async fn current(gateway: &Gateway, token: &str, device: &Device) -> Option<Device> {
+    match gateway.device(token).await {
+        Ok(d) if d.id == device.id => Some(d),
+        Ok(_) | Err(IngestError::UnknownDevice) => None,
+        Err(_) => Some(device.clone()),
     }
 }
 
@@ -174,7 +199,7 @@ fn split_id(text: &str, n: u64) -> (Json, Cow<'_, str>) {
     }
     match serde_json::from_str::<Json>(text) {
         Ok(Json::Object(mut map)) => match map.remove("id") {
-            Some(id) if !id.is_object() && !id.is_array() => {
+            Some(id) if id.is_number() || id.is_string() => {
                 (id, Cow::Owned(Json::Object(map).to_string()))
             }
             _ => (Json::from(n), Cow::Borrowed(text)),
@@ -234,6 +259,8 @@ mod tests {
     #[test]
     fn an_id_that_is_not_a_number_or_string_or_is_nested_is_not_taken() {
         assert_eq!(split_id(r#"{"id":{"x":1},"t":1}"#, 3).0, json!(3));
+        assert_eq!(split_id(r#"{"id":true,"t":1}"#, 6).0, json!(6));
+        assert_eq!(split_id(r#"{"id":null,"t":1}"#, 7).0, json!(7));
         assert_eq!(split_id(r#"[{"id":1,"t":1}]"#, 4).0, json!(4));
         assert_eq!(split_id(r#"{"values":{"id":1}}"#, 5).0, json!(5));
     }

@@ -285,7 +285,7 @@ pub async fn create(
                 name: device.name.clone(),
             },
         )
-        .await?;
+        .await;
     s.audit(
         p,
         &ip,
@@ -386,7 +386,7 @@ pub async fn update(
                 name: d.name.clone(),
                 profile: d.profile.clone(),
             };
-            s.gateway.device_changed(p.tenant, d.id, change).await?;
+            s.gateway.device_changed(p.tenant, d.id, change).await;
             s.audit(p, &ip, "device.update", "device", Some(&id), None)
                 .await;
             Ok(with_etag(d))
@@ -413,7 +413,7 @@ pub async fn delete(
     }
     s.gateway
         .device_changed(p.tenant, device, DeviceChange::Deleted)
-        .await?;
+        .await;
     s.series.delete_device(p.tenant, device).await?;
     s.audit(p, &ip, "device.delete", "device", Some(&id), None)
         .await;
@@ -442,7 +442,7 @@ pub async fn rotate_token(
     }
     s.gateway
         .device_changed(p.tenant, device, DeviceChange::CredentialsRotated)
-        .await?;
+        .await;
     s.audit(p, &ip, "device.token_rotate", "device", Some(&id), None)
         .await;
     let mut view = DeviceView::from(find(&s, p.tenant, &id).await?);
@@ -486,7 +486,7 @@ pub async fn set_mqtt(
         .await?;
     s.gateway
         .device_changed(p.tenant, device.id, DeviceChange::CredentialsRotated)
-        .await?;
+        .await;
     s.audit(
         p,
         &ip,
@@ -514,7 +514,7 @@ pub async fn delete_mqtt(
     s.meta.set_device_mqtt(p.tenant, device.id, None).await?;
     s.gateway
         .device_changed(p.tenant, device.id, DeviceChange::CredentialsRotated)
-        .await?;
+        .await;
     s.audit(
         p,
         &ip,

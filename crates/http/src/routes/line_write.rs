@@ -22,7 +22,7 @@ use tributary_auth::policy::Action;
 use tributary_auth::{Authenticator, Principal};
 use tributary_model::line_protocol::{self, LineError, Precision, Series};
 use tributary_model::time::now_ns;
-use tributary_model::{Batch, DeviceChange, Point};
+use tributary_model::{Batch, Point};
 use tributary_store::meta::NewDevice;
 use tributary_store::{Device, StoreError};
 use utoipa::IntoParams;
@@ -492,16 +492,8 @@ async fn devices_for(
         }
         match s.meta.ensure_devices(p.tenant, &new).await {
             Ok(created) => {
-                for d in &created {
-                    let change = DeviceChange::Created {
-                        name: d.name.clone(),
-                    };
-                    // The device exists either way; its points are refused
-                    // below if the log refuses appends.
-                    if let Err(e) = s.gateway.device_changed(p.tenant, d.id, change).await {
-                        tracing::warn!(device = %d.id, error = %e, "device created by a write is not in the log");
-                    }
-                }
+                let ids: Vec<_> = created.iter().map(|d| (d.id, d.name.clone())).collect();
+                s.gateway.devices_created(p.tenant, &ids).await;
                 found.extend(created)
             }
             Err(StoreError::LimitReached(reason)) => {

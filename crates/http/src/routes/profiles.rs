@@ -227,7 +227,7 @@ pub async fn update(
             let change = TenantChange::ProfileChanged {
                 profile: id.clone(),
             };
-            s.gateway.tenant_changed(p.tenant, change).await?;
+            s.gateway.tenant_changed(p.tenant, change).await;
             s.audit(p, &ip, "profile.update", "profile", Some(&id), None)
                 .await;
             Ok(with_etag(profile))
@@ -254,7 +254,7 @@ pub async fn delete(
     let change = TenantChange::ProfileChanged {
         profile: id.clone(),
     };
-    s.gateway.tenant_changed(p.tenant, change).await?;
+    s.gateway.tenant_changed(p.tenant, change).await;
     s.audit(p, &ip, "profile.delete", "profile", Some(&id), None)
         .await;
     Ok(StatusCode::NO_CONTENT)

@@ -15,13 +15,10 @@ use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
 use tracing::warn;
 
-use super::segment::MAGIC;
+use super::segment::{spare_path, MAGIC};
 
 /// The name of the file being prepared; not a segment until renamed.
 const PREPARED: &str = "prepared.tmp";
-
-/// The name of an applied segment kept for reuse.
-const SPARE: &str = "spare.tmp";
 
 /// Prepares one segment file at a time on a background thread.
 pub(crate) struct Preparer {
@@ -82,11 +79,6 @@ impl Preparer {
             }
         }
     }
-}
-
-/// Where an applied segment of the log in `dir` is kept for reuse.
-pub(crate) fn spare_path(dir: &Path) -> PathBuf {
-    dir.join(SPARE)
 }
 
 /// A durable file of `bytes` bytes at `path`: the file at `spare` when there

@@ -5,9 +5,16 @@ use std::path::{Path, PathBuf};
 
 use tracing::{error, warn};
 
-use super::prepare::spare_path;
 use super::record::{decode_record, Format, RecordError};
 use super::WalError;
+
+/// The name of an applied segment kept for reuse (by `prepare`).
+const SPARE: &str = "spare.tmp";
+
+/// Where an applied segment of the log in `dir` is kept for reuse.
+pub(crate) fn spare_path(dir: &Path) -> PathBuf {
+    dir.join(SPARE)
+}
 
 /// First bytes of every segment file written now (records in [`Format::Events`]).
 pub const MAGIC: &[u8; 8] = b"TRBWAL3\n";

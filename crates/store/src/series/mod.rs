@@ -1,5 +1,11 @@
-//! The series store interface: write committed batches, query ranges,
-//! aggregates and latest values. Timestamps here are nanoseconds.
+//! The series store interface, in two sides: [`SeriesWriter`] (committed
+//! batches from the log, deletions, retention) and [`SeriesReader`] (ranges,
+//! aggregates, latest values, changes since an LSN), so a query node can
+//! carry only the reader. Timestamps here are nanoseconds.
+//!
+//! - [`engine`]: Tributary's time-series engine (the default)
+//! - [`sqlite`]: the first store, on SQLite
+//! - the checks every implementation passes: the `tributary-contracts` crate
 
 pub mod engine;
 pub mod sqlite;
@@ -123,9 +129,11 @@ pub struct AggQuery {
     pub interval: i64,
 }
 
-/// A time-series store. Writes come only from the pipeline's sink, in log order.
+/// The ingest side of a time-series store: points arrive only from the
+/// log's `series` consumer, in log order; deletions and retention come from
+/// the platform. A query node of a scaled-out deployment does not carry it.
 #[async_trait]
-pub trait SeriesStore: Send + Sync + 'static {
+pub trait SeriesWriter: Send + Sync + 'static {
     /// Stores the batches (each with its LSN, ascending) and records the last LSN as applied, atomically.
     async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError>;
     /// The LSN from which the log must be replayed after a restart: every
@@ -136,6 +144,19 @@ pub trait SeriesStore: Send + Sync + 'static {
     fn durable_lsn(&self) -> Option<u64> {
         None
     }
+    /// Deletes every sample of a device; returns how many series went.
+    async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError>;
+    /// Drops the tenant's samples older than `before` (ns): its retention.
+    async fn expire(&self, tenant: TenantId, before: i64) -> Result<(), StoreError>;
+    /// Deletes every sample of a tenant; returns how many series went.
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError>;
+    /// Makes everything applied durable and releases the store (at shutdown).
+    async fn close(&self) {}
+}
+
+/// The query side of a time-series store. Every call is scoped to a tenant.
+#[async_trait]
+pub trait SeriesReader: Send + Sync + 'static {
     /// Raw samples per key in a range.
     async fn query(
         &self,
@@ -178,12 +199,9 @@ pub trait SeriesStore: Send + Sync + 'static {
         since: u64,
         limit: u32,
     ) -> Result<Vec<Change>, StoreError>;
-    /// Deletes every sample of a device; returns how many series went.
-    async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError>;
-    /// Drops the tenant's samples older than `before` (ns): its retention.
-    async fn expire(&self, tenant: TenantId, before: i64) -> Result<(), StoreError>;
-    /// Deletes every sample of a tenant; returns how many series went.
-    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError>;
-    /// Makes everything applied durable and releases the store (at shutdown).
-    async fn close(&self) {}
 }
+
+/// A whole time-series store (both sides), as a single-node server runs it.
+pub trait SeriesStore: SeriesWriter + SeriesReader {}
+
+impl<T: SeriesWriter + SeriesReader> SeriesStore for T {}

@@ -11,7 +11,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tributary_model::{Batch, DeviceId, TenantId, Value};
 
 use super::{
-    AggQuery, Aggregate, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore,
+    AggQuery, Aggregate, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesReader,
+    SeriesWriter,
 };
 use crate::StoreError;
 
@@ -203,7 +204,7 @@ impl SqliteSeries {
 }
 
 #[async_trait]
-impl SeriesStore for SqliteSeries {
+impl SeriesWriter for SqliteSeries {
     async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError> {
         let Some(lsn) = batches.last().map(|(l, _)| *l) else {
             return Ok(());
@@ -284,6 +285,62 @@ impl SeriesStore for SqliteSeries {
         Ok(lsn.max(0) as u64)
     }
 
+    async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM points WHERE series IN \
+             (SELECT id FROM series WHERE tenant = ? AND device = ?)",
+        )
+        .bind(tenant.to_string())
+        .bind(device.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let res = sqlx::query("DELETE FROM series WHERE tenant = ? AND device = ?")
+            .bind(tenant.to_string())
+            .bind(device.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.retain(|(t, d, _), _| !(*t == tenant && *d == device));
+        }
+        Ok(res.rows_affected())
+    }
+
+    async fn expire(&self, tenant: TenantId, before: i64) -> Result<(), StoreError> {
+        let res = sqlx::query(
+            "DELETE FROM points WHERE series IN (SELECT id FROM series WHERE tenant = ?) AND ts < ?",
+        )
+        .bind(tenant.to_string())
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() > 0 {
+            tracing::info!(%tenant, points = res.rows_affected(), "expired time series past the tenant's retention");
+        }
+        Ok(())
+    }
+
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM points WHERE series IN (SELECT id FROM series WHERE tenant = ?)")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let res = sqlx::query("DELETE FROM series WHERE tenant = ?")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.retain(|(t, _, _), _| *t != tenant);
+        }
+        Ok(res.rows_affected())
+    }
+}
+
+#[async_trait]
+impl SeriesReader for SqliteSeries {
     async fn query(
         &self,
         tenant: TenantId,
@@ -483,58 +540,5 @@ impl SeriesStore for SqliteSeries {
                 })
             })
             .collect()
-    }
-
-    async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM points WHERE series IN \
-             (SELECT id FROM series WHERE tenant = ? AND device = ?)",
-        )
-        .bind(tenant.to_string())
-        .bind(device.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let res = sqlx::query("DELETE FROM series WHERE tenant = ? AND device = ?")
-            .bind(tenant.to_string())
-            .bind(device.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        if let Ok(mut ids) = self.ids.lock() {
-            ids.retain(|(t, d, _), _| !(*t == tenant && *d == device));
-        }
-        Ok(res.rows_affected())
-    }
-
-    async fn expire(&self, tenant: TenantId, before: i64) -> Result<(), StoreError> {
-        let res = sqlx::query(
-            "DELETE FROM points WHERE series IN (SELECT id FROM series WHERE tenant = ?) AND ts < ?",
-        )
-        .bind(tenant.to_string())
-        .bind(before)
-        .execute(&self.pool)
-        .await?;
-        if res.rows_affected() > 0 {
-            tracing::info!(%tenant, points = res.rows_affected(), "expired time series past the tenant's retention");
-        }
-        Ok(())
-    }
-
-    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM points WHERE series IN (SELECT id FROM series WHERE tenant = ?)")
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let res = sqlx::query("DELETE FROM series WHERE tenant = ?")
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        if let Ok(mut ids) = self.ids.lock() {
-            ids.retain(|(t, _, _), _| *t != tenant);
-        }
-        Ok(res.rows_affected())
     }
 }

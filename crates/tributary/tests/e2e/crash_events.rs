@@ -338,8 +338,9 @@ async fn check(s: &Server, export: &Path, tel_id: &str, attr_id: &str, acked: &A
         "attribute n is {stored_n}, the last acknowledged write was {max}"
     );
 
-    // The caches: re-keyed and deleted credentials are refused, the
-    // devices that stay are there.
+    // After the restart: re-keyed and deleted credentials are refused, the
+    // devices that stay are there (the metadata store's side; the caches'
+    // side, while running, is what `revocation.rs` tests).
     for op in &acked.ops {
         match op {
             Op::Created { id } => {

@@ -76,8 +76,23 @@ async fn a_deleted_tenants_device_tokens_stop_working() {
     let other = second_tenant(&admin, "doomed").await;
     let (_, token) = create_device(&s.base, &other.token, "doomed-1").await;
     let conns = open(&s, &token, "doomed").await;
+    // A broker client of the tenant, with one of its API keys.
+    let key = api_key(&other, "doomed-broker", "write").await;
+    let (mut broker_client, ack) = Raw::connect(&s.mqtt, "doomed-broker", &key, true);
+    assert!(
+        matches!(ack, Packet::ConnAck(ref a) if a.code == ConnectReturnCode::Success),
+        "{ack:?}"
+    );
     other.must("DELETE", "/api/v1/tenant", None, 204).await;
+    let changed = Instant::now();
     assert_revoked(&s, &token, conns, "doomed").await;
+    broker_client.sock.set_read_timeout(Some(AT_ONCE)).unwrap();
+    while broker_client.read().is_some() {}
+    assert!(
+        changed.elapsed() < 2 * AT_ONCE,
+        "the API key client was kept for {:?}",
+        changed.elapsed()
+    );
 }
 
 #[tokio::test]

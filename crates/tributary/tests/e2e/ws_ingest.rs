@@ -248,10 +248,11 @@ async fn kill_9_loses_no_acknowledged_frame() {
     let admin = login(&s.base).await;
     let (id, token) = create_device(&s.base, &admin, "ws-crash").await;
     let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, i64)>();
+    let refused: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
     let mut tasks = Vec::new();
     for c in 0..4usize {
         let ws = connect(&s, &token).await;
-        let acked = acked_tx.clone();
+        let (acked, refused) = (acked_tx.clone(), refused.clone());
         tasks.push(tokio::spawn(async move {
             let (mut tx, mut rx) = ws.split();
             let sender = tokio::spawn(async move {
@@ -264,9 +265,13 @@ async fn kill_9_loses_no_acknowledged_frame() {
             });
             while let Some(Ok(msg)) = rx.next().await {
                 if let Message::Text(t) = msg {
-                    let r: Value = serde_json::from_str(t.as_str()).unwrap();
-                    assert_eq!(r["type"], "ack", "{r}");
-                    let _ = acked.send((c, r["seq"].as_i64().unwrap()));
+                    let r: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    match (r["type"].as_str(), r["seq"].as_i64()) {
+                        (Some("ack"), Some(seq)) => {
+                            let _ = acked.send((c, seq));
+                        }
+                        _ => refused.lock().unwrap().push(r),
+                    }
                 }
             }
             sender.abort();
@@ -291,6 +296,11 @@ async fn kill_9_loses_no_acknowledged_frame() {
         acked.len() >= 4000,
         "only {} acks before the kill",
         acked.len()
+    );
+    let refused = refused.lock().unwrap().clone();
+    assert!(
+        refused.is_empty(),
+        "frames refused before the kill: {refused:?}"
     );
 
     let s = Server::start(dir.path());

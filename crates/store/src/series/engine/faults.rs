@@ -29,7 +29,7 @@ mod tests {
 
     use super::*;
     use crate::series::engine::{Engine, EngineConfig};
-    use crate::series::{Order, RawQuery, SeriesStore};
+    use crate::series::{Order, RawQuery, SeriesReader, SeriesWriter};
 
     /// A seal whose fsync fails (ENOSPC, then EIO) keeps every point readable
     /// and the log's trim point where it was, leaves no partial file, and a

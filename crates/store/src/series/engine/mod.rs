@@ -9,7 +9,18 @@
 //!
 //! Queries merge blocks (oldest first), the frozen head being sealed, and the
 //! live head; for equal timestamps the newest write wins.
+//!
+//! - this module: the engine, opening it, and its [`SeriesWriter`] (apply,
+//!   deletions, retention)
+//! - `head`: in-memory heads per series; `seal`: heads into block files;
+//!   `read`: the query side ([`SeriesReader`]); `aggregate`: aggregates over
+//!   chunks and points
+//! - `block`, `chunk`, `bits`, `rollup`: the block file, its compressed
+//!   chunks, the bit codecs, the rollups
+//! - `manifest`: the list of blocks and the durable LSN; `compact`: merging
+//!   blocks; `expire`: retention; `merge`: newest-write-wins merging of runs
 
+mod aggregate;
 mod bits;
 mod block;
 mod chunk;
@@ -20,7 +31,9 @@ mod faults;
 mod head;
 mod manifest;
 mod merge;
+mod read;
 mod rollup;
+mod seal;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +48,9 @@ use self::block::{Block, SealInput};
 use self::chunk::Entry;
 use self::head::{Head, Spares};
 use self::manifest::Manifest;
-use super::{AggQuery, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesStore};
+use super::{
+    AggQuery, Change, DeviceLatest, Order, RawQuery, Sample, SeriesMap, SeriesReader, SeriesWriter,
+};
 use crate::StoreError;
 
 pub use self::expire::Expired;
@@ -314,335 +329,10 @@ impl Engine {
     pub fn durable_lsn(&self) -> u64 {
         self.0.durable.load(Ordering::Acquire)
     }
-
-    /// Freezes the head and writes it as a block: in the background unless
-    /// `wait`. With a seal already in flight, only a full head (2 × the limit)
-    /// or `wait` makes this wait for it.
-    async fn seal(&self, wait: bool) -> Result<(), StoreError> {
-        let guard = match self.0.sealing.clone().try_lock_owned() {
-            Ok(g) => g,
-            Err(_) => {
-                let full = self.read().head_over(&self.0.config, 2);
-                if !(wait || full) {
-                    return Ok(());
-                }
-                self.0.sealing.clone().lock_owned().await
-            }
-        };
-        let (id, seal_lsn, frozen) = {
-            let mut st = self.write();
-            let mut spares = self.0.spares.lock().unwrap_or_else(|p| p.into_inner());
-            let mut frozen = Vec::new();
-            for (&(tenant, device), series) in st.devices.iter_mut() {
-                for (key, s) in series.iter_mut() {
-                    if s.head.is_empty() {
-                        s.head.give_back(&mut spares);
-                        continue;
-                    }
-                    let points = Arc::new(s.head.take(&mut spares));
-                    s.frozen = Some(points.clone());
-                    frozen.push((tenant, device, key.clone(), points));
-                }
-            }
-            st.head_points = 0;
-            st.head_bytes = 0;
-            st.last_seal = Instant::now();
-            let id = st.manifest.next_block;
-            st.manifest.next_block += 1;
-            (id, st.visible_lsn, frozen)
-        };
-        if frozen.is_empty() {
-            return Ok(());
-        }
-        let engine = self.clone();
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            let dir = engine.0.dir.clone();
-            let inputs = frozen.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                let seal: Vec<SealInput<'_>> = inputs
-                    .iter()
-                    .map(|(tenant, device, key, points)| SealInput {
-                        tenant: *tenant,
-                        device: *device,
-                        key,
-                        points,
-                    })
-                    .collect();
-                Block::write(&dir, id, &seal)
-            })
-            .await;
-            match written {
-                Ok(Ok(block)) => {
-                    engine.publish(block, seal_lsn, &frozen).await;
-                    engine.recycle(frozen);
-                    engine.compact().await;
-                }
-                Ok(Err(e)) => engine.unfreeze(&frozen, &e.to_string()),
-                Err(e) => engine.unfreeze(&frozen, &e.to_string()),
-            }
-        });
-        if wait {
-            task.await.map_err(io)?;
-        }
-        Ok(())
-    }
-
-    /// Makes a written block part of every series and of the manifest.
-    async fn publish(
-        &self,
-        block: Block,
-        seal_lsn: u64,
-        frozen: &[(TenantId, DeviceId, String, Arc<Vec<Entry>>)],
-    ) {
-        let block = Arc::new(block);
-        let manifest = {
-            let mut st = self.write();
-            for (i, (tenant, device, key, points)) in frozen.iter().enumerate() {
-                if let Some(s) = st
-                    .devices
-                    .get_mut(&(*tenant, *device))
-                    .and_then(|d| d.get_mut(key))
-                {
-                    s.chunks.push((block.clone(), i));
-                    if s.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, points)) {
-                        s.frozen = None;
-                    }
-                }
-            }
-            st.blocks.insert(block.id, block.clone());
-            st.manifest.blocks.push(block.id);
-            st.manifest.durable_lsn = st.manifest.durable_lsn.max(seal_lsn);
-            st.manifest.version += 1;
-            st.report();
-            st.manifest.clone()
-        };
-        match self.save_manifest(manifest).await {
-            Ok(()) => {
-                self.0.durable.fetch_max(seal_lsn, Ordering::AcqRel);
-                metrics::counter!("tributary_tsdb_blocks_sealed_total").increment(1);
-                metrics::counter!("tributary_tsdb_block_bytes_total").increment(block.size());
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "manifest not saved; the write-ahead log keeps the data")
-            }
-        }
-    }
-
-    /// Keeps the buffers of sealed points no query still reads, for reuse.
-    fn recycle(&self, frozen: Vec<(TenantId, DeviceId, String, Arc<Vec<Entry>>)>) {
-        let mut spares = self.0.spares.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, _, _, points) in frozen {
-            if let Ok(buf) = Arc::try_unwrap(points) {
-                spares.put(buf);
-            }
-        }
-    }
-
-    /// A failed seal puts the frozen points back into the head (newer writes win).
-    fn unfreeze(&self, frozen: &[(TenantId, DeviceId, String, Arc<Vec<Entry>>)], error: &str) {
-        tracing::error!(
-            error,
-            "sealing a time-series block failed; the data stays in memory and in the log"
-        );
-        let mut st = self.write();
-        let (mut restored, mut bytes) = (0, 0);
-        for (tenant, device, key, points) in frozen {
-            if let Some(s) = st
-                .devices
-                .get_mut(&(*tenant, *device))
-                .and_then(|d| d.get_mut(key))
-            {
-                for (ts, v, lsn) in points.iter() {
-                    if s.head.insert_absent(*ts, v.clone(), *lsn) {
-                        restored += 1;
-                        bytes += point_bytes(v);
-                    }
-                }
-                s.frozen = None;
-            }
-        }
-        st.head_points += restored;
-        st.head_bytes += bytes;
-    }
-
-    async fn save_manifest(&self, manifest: Manifest) -> Result<(), StoreError> {
-        let engine = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut saved = engine
-                .0
-                .manifest_write
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            // A newer manifest may have been saved meanwhile; never go back.
-            if manifest.version <= *saved {
-                return Ok::<(), std::io::Error>(());
-            }
-            manifest.save(&engine.0.dir)?;
-            *saved = manifest.version;
-            Ok(())
-        })
-        .await
-        .map_err(io)?
-        .map_err(io)
-    }
-
-    /// Sources of one series for a query: sealed chunks, frozen and head points.
-    fn sources(s: &Series, from: i64, to: i64) -> Sources {
-        if from > to {
-            return Sources::empty(from, to);
-        }
-        Sources {
-            from,
-            to,
-            chunks: s
-                .chunks
-                .iter()
-                .filter(|(b, i)| {
-                    b.index
-                        .get(*i)
-                        .is_some_and(|e| e.max_ts >= from && e.min_ts <= to)
-                })
-                .cloned()
-                .collect(),
-            frozen: s.frozen.clone(),
-            head: s.head.range(from, to),
-        }
-    }
-
-    /// Snapshots the sources of the wanted keys (all keys when empty), for
-    /// the part of [from, to] that has not expired.
-    fn snapshot(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        keys: &[String],
-        from: i64,
-        to: i64,
-    ) -> Vec<(String, Sources)> {
-        let st = self.read();
-        let Some(series) = st.devices.get(&(tenant, device)) else {
-            return Vec::new();
-        };
-        let from = from.max(st.manifest.cutoff(tenant));
-        if keys.is_empty() {
-            series
-                .iter()
-                .map(|(k, s)| (k.clone(), Self::sources(s, from, to)))
-                .collect()
-        } else {
-            keys.iter()
-                .filter_map(|k| {
-                    series
-                        .get(k)
-                        .map(|s| (k.clone(), Self::sources(s, from, to)))
-                })
-                .collect()
-        }
-    }
-
-    /// Merged points per key in [from, to], oldest first, newest write winning.
-    async fn merged(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        keys: &[String],
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<(String, Vec<Entry>)>, StoreError> {
-        let snap = self.snapshot(tenant, device, keys, from, to);
-        tokio::task::spawn_blocking(move || {
-            snap.into_iter()
-                .map(|(key, src)| (key, src.merge()))
-                .filter(|(_, p)| !p.is_empty())
-                .collect()
-        })
-        .await
-        .map_err(io)
-    }
-}
-
-/// What a query reads for one series, and the range it reads.
-struct Sources {
-    from: i64,
-    to: i64,
-    chunks: Vec<(Arc<Block>, usize)>,
-    frozen: Option<Arc<Vec<Entry>>>,
-    head: Vec<Entry>,
-}
-
-impl Sources {
-    fn empty(from: i64, to: i64) -> Self {
-        Sources {
-            from,
-            to,
-            chunks: Vec::new(),
-            frozen: None,
-            head: Vec::new(),
-        }
-    }
-
-    /// Points in the range by timestamp; for equal timestamps the write with
-    /// the highest LSN wins, whichever source holds it.
-    fn merge(self) -> Vec<Entry> {
-        let in_range = |p: &Entry| p.0 >= self.from && p.0 <= self.to;
-        let mut runs = Vec::with_capacity(self.chunks.len() + 2);
-        for (block, i) in &self.chunks {
-            match block.read(*i) {
-                Ok(mut points) => {
-                    points.retain(in_range);
-                    runs.push(points);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "time-series chunk unreadable; left out of the answer")
-                }
-            }
-        }
-        if let Some(f) = &self.frozen {
-            runs.push(f.iter().filter(|p| in_range(p)).cloned().collect());
-        }
-        runs.push(self.head);
-        merge::merge_runs(runs)
-    }
-}
-
-/// The newest sample of each key (of `keys`, or all) not older than `cutoff`.
-fn latest_of(
-    series: &BTreeMap<String, Series>,
-    keys: &[String],
-    cutoff: i64,
-) -> BTreeMap<String, Sample> {
-    let sample = |(k, s): (&String, &Series)| {
-        let (ts, v) = s.latest.as_ref().filter(|(ts, _)| *ts >= cutoff)?;
-        Some((
-            k.clone(),
-            Sample {
-                ts: *ts,
-                value: v.clone(),
-                saturated: false,
-            },
-        ))
-    };
-    if keys.is_empty() {
-        series.iter().filter_map(sample).collect()
-    } else {
-        keys.iter()
-            .filter_map(|k| series.get_key_value(k))
-            .filter_map(sample)
-            .collect()
-    }
-}
-
-fn ordered(mut samples: Vec<Sample>, order: Order, limit: u32) -> Vec<Sample> {
-    if order == Order::Desc {
-        samples.reverse();
-    }
-    samples.truncate(limit as usize);
-    samples
 }
 
 #[async_trait]
-impl SeriesStore for Engine {
+impl SeriesWriter for Engine {
     async fn apply(&self, batches: &[(u64, &Batch)]) -> Result<(), StoreError> {
         let seal = {
             let mut st = self.write();
@@ -714,155 +404,6 @@ impl SeriesStore for Engine {
 
     fn durable_lsn(&self) -> Option<u64> {
         Some(Engine::durable_lsn(self))
-    }
-
-    async fn query(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        q: &RawQuery,
-    ) -> Result<SeriesMap, StoreError> {
-        let merged = self.merged(tenant, device, &q.keys, q.from, q.to).await?;
-        Ok(merged
-            .into_iter()
-            .map(|(key, points)| {
-                let samples = points
-                    .into_iter()
-                    .map(|(ts, value, _)| Sample {
-                        ts,
-                        value,
-                        saturated: false,
-                    })
-                    .collect();
-                (key, ordered(samples, q.order, q.limit))
-            })
-            .collect())
-    }
-
-    async fn aggregate(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        q: &AggQuery,
-    ) -> Result<SeriesMap, StoreError> {
-        let r = q.range.clone();
-        let (agg, interval) = (q.agg, q.interval);
-        let snap = self.snapshot(tenant, device, &r.keys, r.from, r.to);
-        tokio::task::spawn_blocking(move || {
-            let mut out = SeriesMap::new();
-            for (key, src) in snap {
-                let (from, to) = (src.from, src.to);
-                // Runs in the order of writing: chunks, the part being sealed, the head.
-                let frozen = src.frozen.as_deref().cloned().unwrap_or_default();
-                let buckets = rollup::aggregate(
-                    rollup::AggSources {
-                        chunks: src.chunks,
-                        loose: vec![frozen, src.head],
-                    },
-                    from,
-                    to,
-                    interval,
-                );
-                let samples: Vec<Sample> = buckets
-                    .into_iter()
-                    .filter_map(|(b, acc)| {
-                        acc.value(agg).map(|value| Sample {
-                            ts: b * interval,
-                            saturated: acc.overflows(agg),
-                            value,
-                        })
-                    })
-                    .collect();
-                let samples = ordered(samples, r.order, r.limit);
-                if !samples.is_empty() {
-                    out.insert(key, samples);
-                }
-            }
-            out
-        })
-        .await
-        .map_err(io)
-    }
-
-    async fn latest(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        keys: &[String],
-    ) -> Result<BTreeMap<String, Sample>, StoreError> {
-        let st = self.read();
-        Ok(st
-            .devices
-            .get(&(tenant, device))
-            .map(|series| latest_of(series, keys, st.manifest.cutoff(tenant)))
-            .unwrap_or_default())
-    }
-
-    async fn latest_many(
-        &self,
-        tenant: TenantId,
-        only: Option<&[DeviceId]>,
-        keys: &[String],
-        after: Option<DeviceId>,
-        limit: usize,
-    ) -> Result<Vec<DeviceLatest>, StoreError> {
-        let st = self.read();
-        let cutoff = st.manifest.cutoff(tenant);
-        let with_latest = |(d, series): (DeviceId, &BTreeMap<String, Series>)| {
-            let latest = latest_of(series, keys, cutoff);
-            (!latest.is_empty()).then_some((d, latest))
-        };
-        Ok(match only {
-            Some(ids) => super::page_of_ids(ids.to_vec(), after)
-                .into_iter()
-                .filter_map(|d| st.devices.get(&(tenant, d)).map(|s| (d, s)))
-                .filter_map(with_latest)
-                .take(limit)
-                .collect(),
-            None => {
-                use std::ops::Bound;
-                let from = match after {
-                    Some(a) => Bound::Excluded((tenant, a)),
-                    None => Bound::Included((tenant, DeviceId(uuid::Uuid::nil()))),
-                };
-                st.devices
-                    .range((from, Bound::Unbounded))
-                    .take_while(|((t, _), _)| *t == tenant)
-                    .map(|((_, d), s)| (*d, s))
-                    .filter_map(with_latest)
-                    .take(limit)
-                    .collect()
-            }
-        })
-    }
-
-    async fn changes_since(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        since: u64,
-        limit: u32,
-    ) -> Result<Vec<Change>, StoreError> {
-        let merged = self.merged(tenant, device, &[], i64::MIN, i64::MAX).await?;
-        let mut changes: Vec<Change> = merged
-            .into_iter()
-            .flat_map(|(key, points)| {
-                points.into_iter().filter(|(_, _, lsn)| *lsn > since).map(
-                    move |(ts, value, lsn)| Change {
-                        lsn,
-                        key: key.clone(),
-                        sample: Sample {
-                            ts,
-                            value,
-                            saturated: false,
-                        },
-                    },
-                )
-            })
-            .collect();
-        changes.sort_by_key(|c| (c.lsn, c.sample.ts));
-        changes.truncate(limit as usize);
-        Ok(changes)
     }
 
     async fn delete_device(&self, tenant: TenantId, device: DeviceId) -> Result<u64, StoreError> {

@@ -1,9 +1,11 @@
-//! Both series stores (SQLite and Tributary's engine) against the same
-//! expectations: writes, last-write-wins, queries, aggregates, latest, scoping.
+//! The contract every series store meets: call [`run`] on a fresh store. Each
+//! check uses fresh tenant and device ids, and LSNs above the last check's,
+//! so one store takes them all in the order [`run`] gives.
 
 use tributary_model::{Batch, DeviceId, Point, TenantId, Value};
+
 use tributary_store::{
-    AggQuery, Aggregate, Engine, EngineConfig, Order, RawQuery, SeriesStore, SqliteSeries,
+    AggQuery, Aggregate, Order, RawQuery, SeriesReader, SeriesStore, SeriesWriter,
 };
 
 fn p(key: &str, ts: i64, value: Value) -> Point {
@@ -24,36 +26,19 @@ fn all(keys: &[&str]) -> RawQuery {
     }
 }
 
-async fn sqlite(dir: &std::path::Path) -> SqliteSeries {
-    SqliteSeries::open(&dir.join("s.db")).await.unwrap()
+/// Every check of the contract, in turn.
+pub async fn run(store: &dyn SeriesStore, durable_on_apply: bool) {
+    writes_queries_and_checkpoint(store, durable_on_apply).await;
+    aggregates(store).await;
+    changes_fleet_latest_and_tenant_deletion(store).await;
+    reader_and_writer_sides(store, store, store).await;
 }
 
-async fn engine(dir: &std::path::Path) -> Engine {
-    // A tiny head, so queries cross sealed blocks, the frozen head and the live head.
-    let config = EngineConfig {
-        max_head_points: 3,
-        ..EngineConfig::default()
-    };
-    Engine::open(&dir.join("tsdb"), config).await.unwrap()
-}
-
-#[tokio::test]
-async fn writes_queries_and_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    writes_queries_and_checkpoint_on(sqlite(dir.path()).await, true).await;
-    let dir = tempfile::tempdir().unwrap();
-    writes_queries_and_checkpoint_on(engine(dir.path()).await, false).await;
-}
-
-#[tokio::test]
-async fn aggregates_keep_integer_results_integer() {
-    let dir = tempfile::tempdir().unwrap();
-    aggregates_on(sqlite(dir.path()).await).await;
-    let dir = tempfile::tempdir().unwrap();
-    aggregates_on(engine(dir.path()).await).await;
-}
-
-async fn writes_queries_and_checkpoint_on(store: impl SeriesStore, durable_on_apply: bool) {
+/// Writes of every value type, last write wins, ranges, order and limits,
+/// latest values, tenant scoping, deleting a device and writing it again.
+/// `durable_on_apply`: the store's `apply` is durable at once (its applied
+/// LSN moves with it).
+pub async fn writes_queries_and_checkpoint(store: &dyn SeriesStore, durable_on_apply: bool) {
     let (t, d) = (TenantId::new(), DeviceId::new());
     let b1 = Batch {
         tenant: t,
@@ -130,7 +115,8 @@ async fn writes_queries_and_checkpoint_on(store: impl SeriesStore, durable_on_ap
     assert_eq!(store.query(t, d, &all(&["f"])).await.unwrap()["f"].len(), 2);
 }
 
-async fn aggregates_on(store: impl SeriesStore) {
+/// Every aggregate, per interval; integer results stay integers; strings only count.
+pub async fn aggregates(store: &dyn SeriesStore) {
     let (t, d) = (TenantId::new(), DeviceId::new());
     let b = Batch {
         tenant: t,
@@ -145,7 +131,7 @@ async fn aggregates_on(store: impl SeriesStore) {
             })
             .collect(),
     };
-    store.apply(&[(1, &b)]).await.unwrap();
+    store.apply(&[(11, &b)]).await.unwrap();
     let agg = |agg, key: &str| AggQuery {
         range: all(&[key]),
         agg,
@@ -205,4 +191,90 @@ async fn aggregates_on(store: impl SeriesStore) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// What a live client that resumes reads (changes after an LSN, oldest
+/// first, limited), the fleet's latest values (device id order, `only`,
+/// paging), and deleting a whole tenant.
+pub async fn changes_fleet_latest_and_tenant_deletion(store: &dyn SeriesStore) {
+    let t = TenantId::new();
+    let (mut a, mut b) = (DeviceId::new(), DeviceId::new());
+    if b < a {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let batch = |device, ts: i64, v: i64| Batch {
+        tenant: t,
+        device,
+        points: vec![p("v", ts, Value::Int(v))],
+    };
+    let (b1, b2, b3) = (batch(a, 1, 1), batch(b, 1, 2), batch(a, 2, 3));
+    store
+        .apply(&[(101, &b1), (102, &b2), (103, &b3)])
+        .await
+        .unwrap();
+
+    let changes = store.changes_since(t, a, 101, 100).await.unwrap();
+    let got: Vec<(u64, i64)> = changes.iter().map(|c| (c.lsn, c.sample.ts)).collect();
+    assert_eq!(got, vec![(103, 2)], "only what came after the LSN");
+    assert_eq!(
+        store.changes_since(t, a, 0, 1).await.unwrap().len(),
+        1,
+        "limited"
+    );
+    assert!(store
+        .changes_since(TenantId::new(), a, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let fleet = store.latest_many(t, None, &[], None, 10).await.unwrap();
+    let ids: Vec<DeviceId> = fleet.iter().map(|(d, _)| *d).collect();
+    assert_eq!(ids, vec![a, b], "device id order");
+    assert_eq!(fleet[0].1["v"].value, Value::Int(3));
+    let only = store
+        .latest_many(t, Some(&[b]), &[], None, 10)
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].0, b);
+    let page = store.latest_many(t, None, &[], Some(a), 10).await.unwrap();
+    assert_eq!(page.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![b]);
+    assert!(store
+        .latest_many(TenantId::new(), None, &[], None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(store.delete_tenant(t).await.unwrap(), 2);
+    assert!(store.query(t, a, &all(&[])).await.unwrap().is_empty());
+    assert!(store
+        .latest_many(t, None, &[], None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// The two sides used apart, as a query node and an ingest node would:
+/// what `writer` applies, `reader` answers (`whole` is the store they are
+/// both sides of, for a single-node store all three are one).
+pub async fn reader_and_writer_sides(
+    whole: &dyn SeriesStore,
+    writer: &dyn SeriesWriter,
+    reader: &dyn SeriesReader,
+) {
+    let (t, d) = (TenantId::new(), DeviceId::new());
+    let b = Batch {
+        tenant: t,
+        device: d,
+        points: vec![p("x", 7, Value::Float(7.5))],
+    };
+    writer.apply(&[(201, &b)]).await.unwrap();
+    let latest = reader.latest(t, d, &[]).await.unwrap();
+    assert_eq!(latest["x"].value, Value::Float(7.5));
+    writer.expire(t, 8).await.unwrap();
+    assert!(
+        reader.query(t, d, &all(&[])).await.unwrap().is_empty(),
+        "expired points leave every answer"
+    );
+    assert!(whole.latest(t, d, &[]).await.unwrap().is_empty());
 }

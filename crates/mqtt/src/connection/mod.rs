@@ -3,6 +3,11 @@
 //! messages out (within the client's in-flight window), subscriptions, pings
 //! and keep-alive — until the client leaves, breaks the protocol, is taken
 //! over, loses its credential, or the server stops.
+//!
+//! - this module: the connection's lifetime ([`run`]) and its packet loop
+//! - `connect`: who the client is, the CONNACK, the will
+//! - `publish`: PUBLISH from the client
+//! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,9 +30,15 @@ use tributary_store::Device;
 use crate::broker::{min_qos, SubscribeError};
 use crate::codec::{self, CodecError, Framed, Version};
 use crate::device::{self, Handled, Refusal};
-use crate::listener::MqttState;
 use crate::session::{Delivery, Message, Outgoing, Session, Space, SubOptions};
+use crate::state::MqttState;
 use crate::topic;
+
+mod connect;
+mod publish;
+mod subscribe;
+
+use connect::{authenticate, connack, publish_will};
 
 /// Topic aliases a client may use (MQTT 5).
 const TOPIC_ALIAS_MAX: u16 = 64;
@@ -77,55 +88,6 @@ enum End {
     TakenOver,
     /// The server is stopping.
     Shutdown,
-}
-
-async fn authenticate(
-    state: &MqttState,
-    client_id: &str,
-    username: &str,
-    password: &str,
-) -> Option<Peer> {
-    // API keys (and user access tokens) in the password, or an API key as the username.
-    let bearer = if password.is_empty() {
-        username
-    } else {
-        password
-    };
-    if bearer.starts_with(tributary_auth::API_KEY_PREFIX) || bearer.matches('.').count() == 2 {
-        if let Ok(p) = state.auth.authenticate(bearer).await {
-            return Some(Peer::Client(p, bearer.to_string()));
-        }
-    }
-    if password.is_empty() {
-        // ThingsBoard style: the access token is the username.
-        return by_token(state, username).await;
-    }
-    match state
-        .auth
-        .device_by_mqtt(username, password, client_id)
-        .await
-    {
-        Ok(Some(d)) => {
-            // Remember the hash the password matched: a changed password ends the connection.
-            let hash = match state.meta.devices_by_mqtt_username(username).await {
-                Ok(found) => found.into_iter().find(|(c, _)| c.id == d.id)?.1,
-                Err(_) => return None,
-            };
-            Some(Peer::Device(
-                d,
-                DeviceCredential::Mqtt(username.to_string(), hash),
-            ))
-        }
-        _ => by_token(state, username).await,
-    }
-}
-
-async fn by_token(state: &MqttState, token: &str) -> Option<Peer> {
-    let device = state.auth.device(token).await.ok().flatten()?;
-    Some(Peer::Device(
-        device,
-        DeviceCredential::Token(token.to_string()),
-    ))
 }
 
 /// Serves one connection to its end.
@@ -277,75 +239,6 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     result
 }
 
-fn connack(code: ConnectReturnCode, present: bool, props: Option<ConnAckProperties>) -> Packet {
-    Packet::ConnAck(ConnAck {
-        session_present: present && code == ConnectReturnCode::Success,
-        code,
-        properties: props,
-    })
-}
-
-/// Publishes a will, after its delay (MQTT 5) unless the session is resumed first.
-fn publish_will<S>(state: &MqttState, conn: &Connection<S>, will: LastWill) {
-    let Ok(topic) = String::from_utf8(will.topic.to_vec()) else {
-        return;
-    };
-    let allowed = match &conn.peer {
-        Peer::Client(p, _) => {
-            p.require(Action::Write).is_ok() && topic::valid_name(&topic) && !topic.starts_with('$')
-        }
-        Peer::Device(..) => false,
-    };
-    if !allowed {
-        return;
-    }
-    let (mut delay, mut expires_at, mut msg_props) = (Duration::ZERO, None, None);
-    if let Some(p) = will.properties {
-        delay = Duration::from_secs(u64::from(p.delay_interval.unwrap_or(0)));
-        expires_at = p
-            .message_expiry_interval
-            .map(|s| Instant::now() + delay + Duration::from_secs(u64::from(s)));
-        msg_props = Some(PublishProperties {
-            payload_format_indicator: p.payload_format_indicator,
-            content_type: p.content_type,
-            response_topic: p.response_topic,
-            correlation_data: p.correlation_data,
-            user_properties: p.user_properties,
-            ..PublishProperties::default()
-        });
-    }
-    let msg = Message {
-        topic,
-        payload: will.message,
-        qos: will.qos,
-        retain: will.retain,
-        expires_at,
-        props: msg_props,
-        origin: conn.session.serial,
-    };
-    let (broker, space, session) = (
-        state.broker.clone(),
-        conn.session.space,
-        conn.session.clone(),
-    );
-    // The will is due at the will delay or when the session ends, whichever is first.
-    let delay = delay.min(conn.expiry);
-    if delay.is_zero() {
-        broker.publish(space, msg);
-        return;
-    }
-    let cancelled = session.pending_will();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {
-                broker.publish(space, msg);
-            }
-            // Resumed (or replaced) in time: no will.
-            _ = cancelled => {}
-        }
-    });
-}
-
 struct Connection<S> {
     io: Framed<S>,
     state: MqttState,
@@ -386,6 +279,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Peer::Device(d, _) => (d.tenant, Some(d.id)),
             Peer::Client(p, _) => (p.tenant, None),
         };
+        // A change made between the CONNECT's check and the subscription
+        // above is caught by checking once more now.
+        if !self.still_authorized().await {
+            self.disconnect(DisconnectReasonCode::NotAuthorized, "credential revoked")
+                .await;
+            return Err(ConnError::Unauthorized);
+        }
         // One timer for the keep-alive, moved only when it fires: arming a
         // new one for every packet would cost a timer-wheel entry each time.
         let silence = self.keep_alive.unwrap_or(Duration::from_secs(3600));
@@ -408,6 +308,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 _ = async { let _ = shutdown.wait_for(|down| *down).await; } => {
                     self.disconnect(DisconnectReasonCode::ServerShuttingDown, "the server is stopping").await;
                     return Ok(End::Shutdown);
+                }
+                // Before packets: a client that publishes without pause must
+                // not hold off its own revocation.
+                _ = revocations.concerns(tenant, device) => {
+                    if !self.still_authorized().await {
+                        self.disconnect(DisconnectReasonCode::NotAuthorized, "credential revoked").await;
+                        return Err(ConnError::Unauthorized);
+                    }
                 }
                 packet = self.io.read() => {
                     heard = Instant::now();
@@ -433,12 +341,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     };
                     idle.as_mut().reset(next.into());
                 }
-                _ = revocations.concerns(tenant, device) => {
-                    if !self.still_authorized().await {
-                        self.disconnect(DisconnectReasonCode::NotAuthorized, "credential revoked").await;
-                        return Err(ConnError::Unauthorized);
-                    }
-                }
                 _ = recheck.tick() => {
                     if !self.still_authorized().await {
                         self.disconnect(DisconnectReasonCode::NotAuthorized, "credential revoked or expired").await;
@@ -449,20 +351,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Whether the credential the client connected with is still valid.
-    async fn still_authorized(&self) -> bool {
-        match &self.peer {
+    /// Whether the credential the client connected with is still valid; a
+    /// device's connection takes the device as it is now (its profile may
+    /// have changed).
+    async fn still_authorized(&mut self) -> bool {
+        match &mut self.peer {
             Peer::Client(_, bearer) => self.state.auth.authenticate(bearer).await.is_ok(),
             // A rotated token or a deleted device ends the connection; a store
             // error does not.
-            Peer::Device(_, DeviceCredential::Token(token)) => {
-                !matches!(self.state.auth.device(token).await, Ok(None))
+            Peer::Device(d, DeviceCredential::Token(token)) => {
+                match self.state.auth.device(token).await {
+                    Ok(Some(now)) if now.id == d.id => {
+                        *d = now;
+                        true
+                    }
+                    Ok(_) => false,
+                    Err(_) => true,
+                }
             }
             Peer::Device(d, DeviceCredential::Mqtt(username, hash)) => {
                 match self.state.meta.devices_by_mqtt_username(username).await {
-                    Ok(found) => found
-                        .iter()
-                        .any(|(now, now_hash)| now.id == d.id && now_hash == hash),
+                    Ok(found) => match found
+                        .into_iter()
+                        .find(|(now, now_hash)| now.id == d.id && now_hash == hash)
+                    {
+                        Some((now, _)) => {
+                            *d = now;
+                            true
+                        }
+                        None => false,
+                    },
                     Err(_) => true,
                 }
             }
@@ -652,283 +570,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         Ok(())
     }
-
-    async fn on_publish(&mut self, p: Publish) -> Result<(), ConnError> {
-        let topic = self.resolve_topic(&p).await?;
-        // QoS 0/1 telemetry of a device is pipelined; anything else is
-        // acknowledged at once, so what is pending goes first.
-        let pipelined = matches!(self.peer, Peer::Device(..))
-            && topic == device::TELEMETRY
-            && p.qos != QoS::ExactlyOnce;
-        if !pipelined {
-            self.drain_pending().await?;
-        }
-        if p.qos == QoS::ExactlyOnce {
-            let max = usize::from(self.state.broker.limits().max_inflight);
-            let (seen, full) = self.claim_qos2(p.pkid, max).await;
-            if seen {
-                // A resend of a QoS 2 publish already handled (and durable):
-                // acknowledge again, without handling it twice.
-                self.io
-                    .queue(codec::pubrec(p.pkid, PubRecReason::Success))?;
-                return Ok(());
-            }
-            if full {
-                self.disconnect(
-                    DisconnectReasonCode::ReceiveMaximumExceeded,
-                    "too many QoS 2 publishes in flight",
-                )
-                .await;
-                return Err(ConnError::Protocol("receive maximum exceeded".into()));
-            }
-        }
-        let outcome = match &self.peer {
-            Peer::Device(d, _) => {
-                match device::publish(&self.state, d, &self.session, &topic, &p.payload).await {
-                    Ok(Handled::Done) => Ok(PubAckReason::Success),
-                    Ok(Handled::Telemetry(batch)) if pipelined => {
-                        if self.pending.len() >= self.window {
-                            let durable = next_durable(&mut self.pending).await;
-                            self.acknowledge_all(durable).await?;
-                        }
-                        let durable = self.state.gateway.submit(batch).await.map_err(|e| {
-                            ConnError::Rejected(format!("telemetry not stored: {e}"))
-                        })?;
-                        self.pending.push_back((p.pkid, p.qos, durable));
-                        return Ok(());
-                    }
-                    // QoS 2: durable before PUBREC, one at a time.
-                    Ok(Handled::Telemetry(batch)) => match self.state.gateway.submit(batch).await {
-                        Ok(durable) => durable
-                            .await
-                            .map(|_| PubAckReason::Success)
-                            .map_err(|e| device::unavailable(format!("telemetry not stored: {e}"))),
-                        Err(e) => Err(e.into()),
-                    },
-                    Err(r) => Err(r),
-                }
-            }
-            Peer::Client(principal, _) => self.client_publish(principal, topic, &p),
-        };
-        let (code, text) = match outcome {
-            Ok(matched) => {
-                if p.qos == QoS::ExactlyOnce {
-                    self.session.lock().incoming.insert(p.pkid, true);
-                }
-                (matched, None)
-            }
-            Err(refusal) => {
-                if p.qos == QoS::ExactlyOnce {
-                    self.session.lock().incoming.remove(&p.pkid);
-                }
-                // MQTT 3.1.1 has no negative acknowledgement, and QoS 0 none at all:
-                // closing is the only way to tell the client.
-                if !self.v5 || p.qos == QoS::AtMostOnce {
-                    let code = match refusal.code {
-                        PubAckReason::NotAuthorized => DisconnectReasonCode::NotAuthorized,
-                        PubAckReason::TopicNameInvalid => DisconnectReasonCode::TopicNameInvalid,
-                        PubAckReason::PayloadFormatInvalid => {
-                            DisconnectReasonCode::PayloadFormatInvalid
-                        }
-                        _ => DisconnectReasonCode::ImplementationSpecificError,
-                    };
-                    self.disconnect(code, &refusal.detail).await;
-                    return Err(ConnError::Rejected(refusal.detail));
-                }
-                (refusal.code, Some(refusal.detail))
-            }
-        };
-        match p.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.io.queue(codec::puback(p.pkid, code, text))?,
-            QoS::ExactlyOnce => self.io.queue(codec::pubrec(p.pkid, rec_reason(code)))?,
-        }
-        Ok(())
-    }
-
-    /// Claims a QoS 2 packet id for handling: (already handled, too many in
-    /// flight). If another connection of the session is still handling the
-    /// same id (a resend after take-over), waits for its outcome, so a resend
-    /// is acknowledged only once the first attempt is durable.
-    async fn claim_qos2(&self, pkid: u16, max: usize) -> (bool, bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            {
-                let mut st = self.session.lock();
-                match st.incoming.get(&pkid).copied() {
-                    Some(true) => return (true, false),
-                    Some(false) if Instant::now() < deadline => {}
-                    _ => {
-                        if st.incoming.len() >= max {
-                            return (false, true);
-                        }
-                        st.incoming.insert(pkid, false);
-                        return (false, false);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// The topic of a publish, through MQTT 5 topic aliases.
-    async fn resolve_topic(&mut self, p: &Publish) -> Result<String, ConnError> {
-        let Ok(named) = std::str::from_utf8(&p.topic) else {
-            return Err(ConnError::Protocol("topic is not UTF-8".into()));
-        };
-        let alias = p.properties.as_ref().and_then(|pr| pr.topic_alias);
-        match alias {
-            None if !named.is_empty() => Ok(named.to_string()),
-            Some(a) if a == 0 || a > TOPIC_ALIAS_MAX => {
-                self.disconnect(
-                    DisconnectReasonCode::TopicAliasInvalid,
-                    "topic alias out of range",
-                )
-                .await;
-                Err(ConnError::Protocol("topic alias out of range".into()))
-            }
-            Some(a) if !named.is_empty() => {
-                self.aliases.insert(a, named.to_string());
-                Ok(named.to_string())
-            }
-            Some(a) => match self.aliases.get(&a) {
-                Some(t) => Ok(t.clone()),
-                None => {
-                    self.disconnect(DisconnectReasonCode::ProtocolError, "unknown topic alias")
-                        .await;
-                    Err(ConnError::Protocol("unknown topic alias".into()))
-                }
-            },
-            None => {
-                self.disconnect(DisconnectReasonCode::TopicNameInvalid, "empty topic")
-                    .await;
-                Err(ConnError::Protocol("empty topic".into()))
-            }
-        }
-    }
-
-    /// A broker client's publish: routed within its tenant.
-    fn client_publish(
-        &self,
-        principal: &Principal,
-        topic: String,
-        p: &Publish,
-    ) -> Result<PubAckReason, Refusal> {
-        if principal.require(Action::Write).is_err() {
-            return Err(Refusal::new(
-                PubAckReason::NotAuthorized,
-                "forbidden",
-                "this key may only subscribe (read scope)".into(),
-            ));
-        }
-        if !topic::valid_name(&topic) || topic.starts_with('$') {
-            return Err(Refusal::new(
-                PubAckReason::TopicNameInvalid,
-                "topic",
-                format!("clients may not publish to {topic:?}"),
-            ));
-        }
-        let mut props = p.properties.clone();
-        let mut expires_at = None;
-        if let Some(pr) = props.as_mut() {
-            pr.topic_alias = None;
-            pr.subscription_identifiers.clear();
-            expires_at = pr
-                .message_expiry_interval
-                .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
-        }
-        let matched = self.state.broker.publish(
-            self.session.space,
-            Message {
-                topic,
-                payload: p.payload.clone(),
-                qos: p.qos,
-                retain: p.retain,
-                props,
-                expires_at,
-                origin: self.session.serial,
-            },
-        );
-        Ok(if matched == 0 {
-            PubAckReason::NoMatchingSubscribers
-        } else {
-            PubAckReason::Success
-        })
-    }
-
-    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), ConnError> {
-        let id = s.properties.as_ref().and_then(|p| p.id);
-        let mut codes = Vec::with_capacity(s.filters.len());
-        let mut retained = Vec::new();
-        for f in &s.filters {
-            let code = self.subscribe_one(f, id, &mut retained);
-            codes.push(code);
-        }
-        self.io.queue(Packet::SubAck(SubAck {
-            pkid: s.pkid,
-            return_codes: codes,
-            properties: None,
-        }))?;
-        // Retained messages follow the SUBACK, with the retain flag set.
-        for (msg, qos, ids) in retained {
-            let qos = min_qos(msg.qos, qos);
-            self.state.broker.enqueue(
-                &self.session,
-                Delivery {
-                    msg,
-                    qos,
-                    retain: true,
-                    ids,
-                    shared: None,
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn subscribe_one(
-        &self,
-        f: &Filter,
-        id: Option<usize>,
-        retained: &mut Vec<(Arc<Message>, QoS, Vec<usize>)>,
-    ) -> SubscribeReasonCode {
-        if !topic::valid_filter(&f.path) {
-            return SubscribeReasonCode::TopicFilterInvalid;
-        }
-        match &self.peer {
-            Peer::Device(..) if !f.path.starts_with(device::PREFIX) => {
-                return SubscribeReasonCode::NotAuthorized
-            }
-            Peer::Device(..) => {}
-            Peer::Client(p, _) => {
-                if p.require(Action::Read).is_err() {
-                    return SubscribeReasonCode::NotAuthorized;
-                }
-                if crate::shared::parse(&f.path).is_some_and(|p| p.is_err()) {
-                    return SubscribeReasonCode::TopicFilterInvalid;
-                }
-            }
-        }
-        let opts = SubOptions {
-            qos: f.qos,
-            no_local: f.nolocal,
-            retain_as_published: f.preserve_retain,
-            ids: id.into_iter().collect(),
-        };
-        match self.state.broker.subscribe(
-            &self.session,
-            &f.path,
-            opts,
-            f.retain_forward_rule.clone(),
-        ) {
-            Ok(msgs) => {
-                let ids: Vec<usize> = id.into_iter().collect();
-                retained.extend(msgs.into_iter().map(|m| (m, f.qos, ids.clone())));
-                SubscribeReasonCode::Success(f.qos)
-            }
-            Err(SubscribeError::Quota) => SubscribeReasonCode::QuotaExceeded,
-        }
-    }
 }
 
 /// The oldest pending telemetry's outcome if it is durable already. (Polled
@@ -948,17 +589,5 @@ async fn next_durable(pending: &mut VecDeque<(u16, QoS, Durable)>) -> Result<u64
     match pending.front_mut() {
         Some((_, _, durable)) => durable.await,
         None => std::future::pending().await,
-    }
-}
-
-fn rec_reason(code: PubAckReason) -> PubRecReason {
-    match code {
-        PubAckReason::Success => PubRecReason::Success,
-        PubAckReason::NoMatchingSubscribers => PubRecReason::NoMatchingSubscribers,
-        PubAckReason::NotAuthorized => PubRecReason::NotAuthorized,
-        PubAckReason::TopicNameInvalid => PubRecReason::TopicNameInvalid,
-        PubAckReason::PayloadFormatInvalid => PubRecReason::PayloadFormatInvalid,
-        PubAckReason::QuotaExceeded => PubRecReason::QuotaExceeded,
-        _ => PubRecReason::ImplementationSpecificError,
     }
 }

@@ -141,22 +141,26 @@ impl Consumer for ExportConsumer {
 
     async fn apply(&self, entries: &[Arc<Committed>]) -> Result<(), ConsumerError> {
         let last = self.last.load(Ordering::Acquire);
-        let mut out = Vec::new();
-        let mut newest = last;
-        for e in entries.iter().filter(|e| e.lsn > last) {
-            serde_json::to_writer(&mut out, &event_json(e.lsn, &e.event))
-                .map_err(|e| ConsumerError(e.to_string()))?;
-            out.push(b'\n');
-            newest = e.lsn;
-        }
-        if out.is_empty() {
+        let fresh: Vec<Arc<Committed>> = entries.iter().filter(|e| e.lsn > last).cloned().collect();
+        let Some(newest) = fresh.last().map(|e| e.lsn) else {
             return Ok(());
-        }
+        };
         let (file, path) = (self.file.clone(), self.path.clone());
         tokio::task::spawn_blocking(move || {
             let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
             let before = f.metadata().map_err(|e| io(&path, e))?.len();
-            let written = f.write_all(&out).and_then(|()| f.sync_data());
+            // Line by line through a small buffer: a group read back from
+            // disk after a stall is written without a copy of it in memory.
+            let written = (|| {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut *f);
+                for e in &fresh {
+                    serde_json::to_writer(&mut out, &event_json(e.lsn, &e.event))
+                        .map_err(std::io::Error::other)?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()
+            })()
+            .and_then(|()| f.sync_data());
             if let Err(e) = written {
                 // A partial write (a full disk) is taken back, so the
                 // retry writes these lines once.

@@ -10,7 +10,6 @@ and reports its slope. Run through bench/soak.sh, which starts the server.
 import argparse
 import asyncio
 import json
-import os
 import queue
 import random
 import statistics
@@ -21,20 +20,10 @@ import paho.mqtt.client as mqtt
 import requests
 import websockets
 
+from proc_stats import open_files, rss_mib
+
 KEYS = [f"k{i}" for i in range(10)]
 POINTS_PER_REQUEST = 100  # 10 keys x 10 timestamps
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def open_files(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def pct(values, p):

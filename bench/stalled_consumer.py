@@ -14,16 +14,10 @@ import time
 
 import requests
 
+from proc_stats import rss_mib
+
 WRITERS = 8
 POINTS = 100
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def metric(text, name, labels=""):

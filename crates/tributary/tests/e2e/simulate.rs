@@ -71,27 +71,8 @@ async fn a_scenario_against_tributary_is_fully_queryable_afterwards() {
         )
         .await;
     let path = write_scenario(dir.path(), SCENARIO);
-    let out = Command::new(binary())
-        .args(["simulate", "--scenario"])
-        .arg(&path)
-        .args([
-            "--target",
-            &s.base,
-            "--api-key",
-            key["key"].as_str().unwrap(),
-            "--fast",
-            "--json",
-            "--latency",
-        ])
-        .args(["--start-ms", &START_MS.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = key["key"].as_str().unwrap();
+    let report = simulate(&path, &s.base, key, &["--latency"], START_MS);
 
     let scenario = Scenario::parse(SCENARIO).unwrap();
     let expected = tributary_sim::expected_points(&scenario, 3, START_MS);
@@ -116,33 +97,36 @@ async fn a_scenario_against_tributary_is_fully_queryable_afterwards() {
     // Running again takes the devices over (new tokens) instead of failing;
     // this time over WebSocket ingest, into the next day.
     let next_day = START_MS + 86_400_000;
-    let again = Command::new(binary())
-        .args(["simulate", "--scenario"])
-        .arg(&path)
-        .args([
-            "--target",
-            &s.base,
-            "--api-key",
-            key["key"].as_str().unwrap(),
-            "--protocol",
-            "ws",
-            "--fast",
-            "--json",
-            "--quiet",
-        ])
-        .args(["--start-ms", &next_day.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    let report = simulate(
+        &path,
+        &s.base,
+        key,
+        &["--protocol", "ws", "--quiet"],
+        next_day,
     );
-    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(report["acked_points"], total as u64, "{report}");
     assert!(report["rejected"].as_object().unwrap().is_empty());
     let expected = tributary_sim::expected_points(&scenario, 3, next_day);
     assert_stored(&api, &expected, next_day).await;
+}
+
+/// Runs `tributary simulate --fast --json` of the scenario at `path`
+/// against `base` from `start_ms`; its report.
+fn simulate(path: &std::path::Path, base: &str, key: &str, extra: &[&str], start_ms: i64) -> Value {
+    let out = Command::new(binary())
+        .args(["simulate", "--scenario"])
+        .arg(path)
+        .args(["--target", base, "--api-key", key, "--fast", "--json"])
+        .args(extra)
+        .args(["--start-ms", &start_ms.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Per device, per key: the (ts, value) pairs the simulator sent.

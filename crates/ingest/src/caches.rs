@@ -1,10 +1,11 @@
 //! [`Caches`]: every cache in front of the metadata store that ingest
 //! reads (device credentials, profile schemas, line-protocol series keys),
-//! and [`CachesConsumer`], the one place they are invalidated: by consuming
-//! the device and tenant lifecycle events of the log. No handler forgets
-//! anything itself; a change is acknowledged once this consumer applied it
-//! (see [`crate::Gateway::device_changed`]), so a deleted device or a rotated
-//! token stops working everywhere at once.
+//! and [`Caches::apply`], the one place they are invalidated, from a device
+//! or tenant lifecycle event. The gateway applies each change it records at
+//! once (see [`crate::Gateway::device_changed`]), so a deleted device or a
+//! rotated token stops working everywhere before the admin gets an answer;
+//! [`CachesConsumer`] applies the same events from the log, which is how a
+//! change made on another node reaches this one.
 
 use std::sync::Arc;
 

@@ -67,14 +67,19 @@ pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Whether a WebSocket read failed on the message size limit.
 pub(crate) fn message_too_big(e: &axum::Error) -> bool {
+    matches!(ws_error(e), Some(tungstenite::Error::Capacity(_)))
+}
+
+/// The WebSocket protocol error under a failed read, if that is what it was.
+pub(crate) fn ws_error(e: &axum::Error) -> Option<&tungstenite::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(tungstenite::Error::Capacity(_)) = err.downcast_ref::<tungstenite::Error>() {
-            return true;
+        if let Some(ws) = err.downcast_ref::<tungstenite::Error>() {
+            return Some(ws);
         }
         cur = err.source();
     }
-    false
+    None
 }
 
 /// Resolves once the server starts shutting down.

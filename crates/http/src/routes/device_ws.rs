@@ -20,7 +20,7 @@ use serde_json::{json, Value as Json};
 use tributary_ingest::{Gateway, IngestError};
 use tributary_store::Device;
 
-use crate::live::ws::{message_too_big, until_shutdown, CLOSE_TOO_BIG};
+use crate::live::ws::{message_too_big, until_shutdown, ws_error, CLOSE_TOO_BIG};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -116,7 +116,7 @@ async fn run(s: AppState, mut device: Device, token: String, socket: WebSocket) 
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Err(e)) if message_too_big(&e) => break Some(close(CLOSE_TOO_BIG, "frame larger than http_max_body_bytes")),
-                Some(Err(e)) if not_utf8(&e) => break Some(close(CLOSE_NOT_UTF8, "text frame is not UTF-8")),
+                Some(Err(e)) if matches!(ws_error(&e), Some(tungstenite::Error::Utf8(_))) => break Some(close(CLOSE_NOT_UTF8, "text frame is not UTF-8")),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
             },
             _ = ping.tick() => {
@@ -220,18 +220,6 @@ fn attributes_of(payload: &str) -> Option<String> {
         },
         _ => None,
     }
-}
-
-/// Whether a WebSocket read failed on a text frame that is not UTF-8.
-fn not_utf8(e: &axum::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(tungstenite::Error::Utf8(_)) = err.downcast_ref::<tungstenite::Error>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 #[cfg(test)]

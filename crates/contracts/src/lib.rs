@@ -2,12 +2,15 @@
 //! implementation runs against itself; each panics, naming the broken rule,
 //! when the implementation breaks it.
 //!
+//! - [`log`]: the event log ([`tributary_pipeline::EventLog`]);
+//!   `tests/log.rs` runs it against the local write-ahead log
 //! - [`series`]: the series store ([`tributary_store::SeriesWriter`] and
 //!   [`tributary_store::SeriesReader`]); `tests/series.rs` runs it against
 //!   the engine and the SQLite store
 //!
-//! The event log's contract is `crates/pipeline/tests/pipeline.rs` and the
-//! kill -9 end-to-end tests; cache invalidation's is the end-to-end
-//! `revocation.rs` (both need a running log, so they live with it).
+//! Durability under kill -9 is checked end to end (the e2e `durability.rs`
+//! and `crash_events.rs`); cache invalidation's contract is the end-to-end
+//! `revocation.rs`.
 
+pub mod log;
 pub mod series;

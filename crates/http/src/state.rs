@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tributary_auth::Authenticator;
 use tributary_live::Hub;
 use tributary_model::ParseLimits;
-use tributary_pipeline::Pipeline;
+use tributary_pipeline::EventLog;
 use tributary_store::{MetaStore, SeriesStore};
 
 /// Limits and timings of the HTTP interface; all come from the server configuration.
@@ -57,7 +57,7 @@ pub struct AppState {
     /// Time series.
     pub series: Arc<dyn SeriesStore>,
     /// The event log.
-    pub pipeline: Arc<Pipeline>,
+    pub pipeline: Arc<dyn EventLog>,
     /// The ingest gateway: device telemetry and attribute writes into the log.
     pub gateway: tributary_ingest::Gateway,
     /// Live fan-out.

@@ -10,7 +10,7 @@ use tributary_model::{
     parse_telemetry, AttributeChange, AttributeScope, Batch, DeviceChange, DeviceEvent, DeviceId,
     Event, ParseError, ParseLimits, Point, TenantChange, TenantEvent, TenantId,
 };
-use tributary_pipeline::{Durable, Pipeline};
+use tributary_pipeline::{Durable, EventLog};
 use tributary_store::{Device, MetaStore};
 
 use crate::attributes;
@@ -42,7 +42,7 @@ pub struct Gateway {
     auth: Arc<Authenticator>,
     meta: MetaStore,
     caches: Arc<Caches>,
-    log: Arc<Pipeline>,
+    log: Arc<dyn EventLog>,
     config: Arc<GatewayConfig>,
 }
 
@@ -58,7 +58,7 @@ impl Gateway {
     pub fn new(
         meta: MetaStore,
         caches: Arc<Caches>,
-        log: Arc<Pipeline>,
+        log: Arc<dyn EventLog>,
         config: GatewayConfig,
     ) -> Self {
         Self {
@@ -208,7 +208,7 @@ impl Gateway {
     /// acknowledge them in order).
     pub async fn submit(&self, batch: Batch) -> Result<Durable, IngestError> {
         self.log
-            .submit(batch)
+            .submit_event(Event::Telemetry(batch))
             .await
             .map_err(|e| refused(IngestError::NotStored(e)))
     }

@@ -55,6 +55,14 @@ pub struct Pipeline {
 /// A submitted event: resolves to its LSN once it is durable.
 pub struct Durable(oneshot::Receiver<Result<u64, WalError>>);
 
+impl Durable {
+    /// The answer an [`crate::EventLog`] sends on `rx` once the event is
+    /// durable (or not stored).
+    pub fn new(rx: oneshot::Receiver<Result<u64, WalError>>) -> Self {
+        Self(rx)
+    }
+}
+
 impl std::future::Future for Durable {
     type Output = Result<u64, WalError>;
 
@@ -282,7 +290,7 @@ impl Pipeline {
         })
         .await
         .map_err(|_| WalError::Closed)?;
-        Ok(Durable(rx))
+        Ok(Durable::new(rx))
     }
 
     /// The LSN of the last durable event.
@@ -337,20 +345,6 @@ impl Pipeline {
                     }
                 })
                 .collect(),
-        }
-    }
-
-    /// Sets the log's gauges (per-consumer lag, bytes on disk); called before each scrape.
-    pub fn report_metrics(&self) {
-        let status = self.status();
-        metrics::gauge!("tributary_log_committed_lsn").set(status.committed_lsn as f64);
-        metrics::gauge!("tributary_log_retained_bytes").set(status.retained_bytes as f64);
-        for c in status.consumers {
-            let name = c.name;
-            metrics::gauge!("tributary_log_consumer_lag_events", "consumer" => name.clone())
-                .set(c.lag_events as f64);
-            metrics::gauge!("tributary_log_consumer_lag_bytes", "consumer" => name)
-                .set(c.lag_bytes as f64);
         }
     }
 

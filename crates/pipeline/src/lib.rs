@@ -10,18 +10,22 @@
 //! - `runner`: the task that feeds one consumer, from the tail or the disk
 //! - `checkpoint`: checkpoint files for consumers that do not keep their own
 //! - `lag`: how many bytes of log a consumer is behind
-//! - `handle`: [`Pipeline`], the handle transports and consumers use
+//! - `handle`: [`Pipeline`], the local log's handle
+//! - [`log`]: [`EventLog`], the log as the rest of Tributary uses it (the
+//!   seam for another implementation)
 
 mod checkpoint;
 pub mod consumer;
 mod handle;
 mod lag;
+pub mod log;
 mod runner;
 mod tail;
 pub mod wal;
 
 pub use consumer::{Committed, Consumer, ConsumerError, Listener};
 pub use handle::{ConsumerStatus, Durable, LogStatus, Pipeline, PipelineConfig};
+pub use log::EventLog;
 pub use wal::WalError;
 
 /// Registers the log's metrics so they are exported (at zero) from the start.

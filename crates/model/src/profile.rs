@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 use utoipa::ToSchema;
 
@@ -26,7 +27,7 @@ pub enum ValueKind {
 
 /// Rules for one telemetry key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct KeyRule {
     /// Required type of the values.
     #[serde(rename = "type")]
@@ -47,7 +48,7 @@ pub struct KeyRule {
 
 /// The key schema of a profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct ProfileSchema {
     /// Rules per key.
     #[serde(default)]
@@ -60,6 +61,53 @@ pub struct ProfileSchema {
 fn yes() -> bool {
     true
 }
+
+/// A struct read only from a JSON object: serde's derive would also take
+/// it from an array of its fields in order (`[{}]` as a schema), which the
+/// API documents as an error.
+trait FromObject: Sized {
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
+
+struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: FromObject> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::from_map(map)
+    }
+}
+
+/// `Serialize` as derived, and `Deserialize` from an object only.
+macro_rules! object_only {
+    ($t:ty) => {
+        impl FromObject for $t {
+            fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+                <$t>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                <$t>::serialize(self, s)
+            }
+        }
+    };
+}
+
+object_only!(KeyRule);
+object_only!(ProfileSchema);
 
 impl Default for ProfileSchema {
     fn default() -> Self {
@@ -169,6 +217,31 @@ fn kind_name(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_or_a_key_rule_is_read_from_an_object_only() {
+        let ok: ProfileSchema =
+            serde_json::from_str(r#"{"keys":{"t":{"type":"number","max":5}}}"#).unwrap();
+        assert_eq!(ok.keys["t"].max, Some(5.0));
+        assert!(ok.allow_unknown_keys);
+        assert_eq!(
+            serde_json::from_value::<ProfileSchema>(serde_json::to_value(&ok).unwrap()).unwrap(),
+            ok
+        );
+        for bad in [
+            r#"[{}]"#,
+            r#"{"keys":{"t":["number"]}}"#,
+            r#"{"keys":{},"extra":1}"#,
+        ] {
+            let e = serde_json::from_str::<ProfileSchema>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("object") || e.contains("unknown field"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     fn pt(key: &str, value: Value) -> Point {
         Point {

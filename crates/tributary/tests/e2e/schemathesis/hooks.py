@@ -11,6 +11,12 @@ import time
 
 import schemathesis
 
+# Imported now, at the top of the stack: schemathesis imports it lazily deep
+# inside data generation, where anyio's lazy importer (it compiles its own
+# source) failed on Python 3.11 with "AST constructor recursion depth
+# mismatch", a runtime error that had nothing to do with the server.
+import schemathesis.transport.asgi  # noqa: F401,E402
+
 
 @schemathesis.hook
 def map_query(ctx, query):

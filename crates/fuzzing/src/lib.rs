@@ -246,7 +246,7 @@ mod connection {
                     tributary_ingest::GatewayConfig {
                         parse_limits: Default::default(),
                         attributes_catch_up: Duration::from_millis(100),
-                        caches_catch_up: Duration::from_millis(100),
+                        lifecycle_append_timeout: Duration::from_millis(100),
                     },
                 );
                 let state = MqttState {

@@ -33,7 +33,7 @@ pub struct GatewayConfig {
     /// (it is durable in the log either way).
     pub attributes_catch_up: Duration,
     /// Longest a metadata change waits for the log to take its event.
-    pub caches_catch_up: Duration,
+    pub lifecycle_append_timeout: Duration,
 }
 
 /// The ingest gateway; cheap to clone.
@@ -144,13 +144,13 @@ impl Gateway {
             }
             Ok::<u64, tributary_pipeline::WalError>(last)
         };
-        match tokio::time::timeout(self.config.caches_catch_up, appended).await {
+        match tokio::time::timeout(self.config.lifecycle_append_timeout, appended).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "a metadata change is committed but not in the event log")
             }
             Err(_) => tracing::warn!(
-                "the event log did not take a metadata change in time (a consumer is at its disk budget); it is committed and will be appended"
+                "the event log did not take a metadata change in time (a consumer is at its disk budget); it is committed, but its event may be missing from the log"
             ),
         }
     }

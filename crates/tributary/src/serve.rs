@@ -174,7 +174,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tributary_ingest::GatewayConfig {
             parse_limits: parse_limits.clone(),
             attributes_catch_up: Duration::from_millis(config.query_catch_up_ms),
-            caches_catch_up: Duration::from_millis(config.query_catch_up_ms),
+            lifecycle_append_timeout: Duration::from_millis(config.query_catch_up_ms),
         },
     );
     let mqtt_state = tributary_mqtt::MqttState {

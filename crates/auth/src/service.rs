@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
+use tributary_store::meta::prelude::*;
 use tributary_store::meta::KeyScope;
-use tributary_store::{Device, MetaStore, Role};
+use tributary_store::{Device, Role};
 
 use crate::jwt::TokenSigner;
 use crate::limiter::{Limiter, LoginLimits};
@@ -43,7 +44,7 @@ pub const API_KEY_PREFIX: &str = "trb_";
 
 /// Checks and issues every kind of credential.
 pub struct Authenticator {
-    pub(crate) meta: MetaStore,
+    pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) signer: TokenSigner,
     pub(crate) config: AuthConfig,
     /// Device credentials by token hash (or MQTT username + password hash).
@@ -58,7 +59,11 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// An authenticator over `meta`, signing access tokens with `secret`.
-    pub fn new(meta: MetaStore, secret: &[u8], config: AuthConfig) -> Result<Arc<Self>, AuthError> {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        secret: &[u8],
+        config: AuthConfig,
+    ) -> Result<Arc<Self>, AuthError> {
         Ok(Arc::new(Self {
             meta,
             signer: TokenSigner::new(secret, config.access_ttl_secs),

@@ -3,12 +3,18 @@
 use std::time::Duration;
 
 use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
+use tributary_store::meta::prelude::*;
 use tributary_store::meta::MqttCredentials;
-use tributary_store::{MetaStore, NewDevice, Role};
+use tributary_store::{NewDevice, Role, SqliteMeta};
 
-async fn setup() -> (tempfile::TempDir, MetaStore, std::sync::Arc<Authenticator>) {
+async fn setup() -> (
+    tempfile::TempDir,
+    std::sync::Arc<dyn MetaStore>,
+    std::sync::Arc<Authenticator>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let meta = MetaStore::open(&dir.path().join("m.db")).await.unwrap();
+    let meta: std::sync::Arc<dyn MetaStore> =
+        std::sync::Arc::new(SqliteMeta::open(&dir.path().join("m.db")).await.unwrap());
     let auth = Authenticator::new(
         meta.clone(),
         b"0123456789abcdef0123456789abcdef",

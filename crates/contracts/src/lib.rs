@@ -4,6 +4,8 @@
 //!
 //! - [`log`]: the event log ([`tributary_pipeline::EventLog`]);
 //!   `tests/log.rs` runs it against the local write-ahead log
+//! - [`meta`]: the metadata store ([`tributary_store::MetaStore`]);
+//!   `tests/meta.rs` runs it against SQLite
 //! - [`series`]: the series store ([`tributary_store::SeriesWriter`] and
 //!   [`tributary_store::SeriesReader`]); `tests/series.rs` runs it against
 //!   the engine and the SQLite store
@@ -13,4 +15,5 @@
 //! `revocation.rs`.
 
 pub mod log;
+pub mod meta;
 pub mod series;

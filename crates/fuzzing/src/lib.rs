@@ -138,8 +138,9 @@ mod connection {
     use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
     use tributary_mqtt::{Broker, BrokerLimits, MqttConfig, MqttState};
     use tributary_pipeline::{Committed, Consumer, ConsumerError, Pipeline, PipelineConfig};
+    use tributary_store::meta::prelude::*;
     use tributary_store::meta::NewDevice;
-    use tributary_store::{MetaStore, Role};
+    use tributary_store::{Role, SqliteMeta};
 
     pub struct Harness {
         pub runtime: tokio::runtime::Runtime,
@@ -171,9 +172,11 @@ mod connection {
                 .expect("a runtime");
             let dir = tempfile::tempdir().expect("a scratch folder");
             let (state, token) = runtime.block_on(async {
-                let meta = MetaStore::open(&dir.path().join("meta.db"))
-                    .await
-                    .expect("meta");
+                let meta: Arc<dyn MetaStore> = Arc::new(
+                    SqliteMeta::open(&dir.path().join("meta.db"))
+                        .await
+                        .expect("meta"),
+                );
                 let hash = Authenticator::hash_password("fuzz-password-123")
                     .await
                     .expect("hash");

@@ -10,7 +10,8 @@ use tributary_auth::Authenticator;
 use tributary_live::Hub;
 use tributary_model::ParseLimits;
 use tributary_pipeline::EventLog;
-use tributary_store::{MetaStore, SeriesStore};
+use tributary_store::meta::prelude::*;
+use tributary_store::SeriesStore;
 
 /// Limits and timings of the HTTP interface; all come from the server configuration.
 #[derive(Clone, Debug)]
@@ -53,7 +54,7 @@ pub struct HttpConfig {
 #[derive(Clone)]
 pub struct AppState {
     /// Tenants, users, devices.
-    pub meta: MetaStore,
+    pub meta: Arc<dyn MetaStore>,
     /// Time series.
     pub series: Arc<dyn SeriesStore>,
     /// The event log.

@@ -11,7 +11,8 @@ use tributary_model::{
     Event, ParseError, ParseLimits, Point, TenantChange, TenantEvent, TenantId,
 };
 use tributary_pipeline::{Durable, EventLog};
-use tributary_store::{Device, MetaStore};
+use tributary_store::meta::prelude::*;
+use tributary_store::Device;
 
 use crate::attributes;
 use crate::caches::Caches;
@@ -40,7 +41,7 @@ pub struct GatewayConfig {
 #[derive(Clone)]
 pub struct Gateway {
     auth: Arc<Authenticator>,
-    meta: MetaStore,
+    meta: Arc<dyn MetaStore>,
     caches: Arc<Caches>,
     log: Arc<dyn EventLog>,
     config: Arc<GatewayConfig>,
@@ -56,7 +57,7 @@ impl Gateway {
     /// A gateway appending to `log`, reading through `caches` (which the
     /// log's [`crate::CachesConsumer`] keeps current).
     pub fn new(
-        meta: MetaStore,
+        meta: Arc<dyn MetaStore>,
         caches: Arc<Caches>,
         log: Arc<dyn EventLog>,
         config: GatewayConfig,
@@ -192,7 +193,7 @@ impl Gateway {
         match self
             .caches
             .profiles
-            .check(&self.meta, device, points)
+            .check(self.meta.as_ref(), device, points)
             .await?
         {
             Ok(()) => Ok(()),

@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tributary_auth::Authenticator;
 use tributary_ingest::Gateway;
 use tributary_model::ParseLimits;
-use tributary_store::MetaStore;
+use tributary_store::meta::prelude::*;
 
 use crate::broker::Broker;
 
@@ -35,7 +35,7 @@ pub struct MqttState {
     /// The ingest gateway: device telemetry and attributes into the log.
     pub gateway: Gateway,
     /// Metadata (attribute reads).
-    pub meta: MetaStore,
+    pub meta: Arc<dyn MetaStore>,
     /// Sessions, subscriptions, retained messages, RPC calls.
     pub broker: Arc<Broker>,
     /// Connection slots shared by every transport.

@@ -1,13 +1,22 @@
-//! Storage: the metadata store (tenants, users, devices, tokens) and the series
-//! store behind the [`SeriesStore`] trait. Every query takes the tenant it is
-//! scoped to; only credential look-ups (which discover the tenant) do not.
+//! Storage, each part behind a trait that a second implementation can fill
+//! (the suites it must pass are in `tributary-contracts`). Every query takes
+//! the tenant it is scoped to; only credential look-ups (which discover the
+//! tenant) do not.
+//!
+//! - [`meta`]: the metadata store — [`MetaStore`], one trait per concern
+//!   (devices, users and tenants, profiles, keys, …), filled by
+//!   [`SqliteMeta`]
+//! - [`series`]: the series store — [`SeriesWriter`] (the ingest side) and
+//!   [`SeriesReader`] (the query side), filled by Tributary's own
+//!   [`Engine`] and by [`SqliteSeries`]
+//! - [`retention`]: expiring each tenant's samples past its retention
 
 pub mod meta;
 pub mod retention;
 pub mod series;
 mod sqlite;
 
-pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, Tenant, User};
+pub use meta::{Device, MetaStore, NewDevice, RefreshToken, Role, SqliteMeta, Tenant, User};
 pub use meta::{ListParams, Page};
 pub use series::engine::{Engine, EngineConfig, Expired};
 pub use series::sqlite::SqliteSeries;

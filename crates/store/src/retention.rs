@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use crate::meta::MetaStore;
+use crate::meta::SettingsStore;
 use crate::series::SeriesStore;
 use crate::StoreError;
 
@@ -28,7 +28,7 @@ pub fn cutoff(days: u32, now_ns: i64) -> Option<i64> {
 
 /// Expires, once, every tenant's samples past its retention; returns how many tenants had one.
 pub async fn enforce(
-    meta: &MetaStore,
+    meta: &dyn SettingsStore,
     series: &dyn SeriesStore,
     default_days: u32,
     now_ns: i64,
@@ -46,7 +46,7 @@ pub async fn enforce(
 
 /// Enforces retention now and then every `policy.every`, until shutdown.
 pub async fn run(
-    meta: MetaStore,
+    meta: Arc<dyn crate::meta::MetaStore>,
     series: Arc<dyn SeriesStore>,
     policy: RetentionPolicy,
     mut shutdown: watch::Receiver<bool>,
@@ -61,7 +61,7 @@ pub async fn run(
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        if let Err(e) = enforce(&meta, series.as_ref(), policy.default_days, now).await {
+        if let Err(e) = enforce(meta.as_ref(), series.as_ref(), policy.default_days, now).await {
             tracing::error!(error = %e, "enforcing retention failed; trying again later");
         }
     }

@@ -7,12 +7,13 @@ use std::path::Path;
 use anyhow::Context;
 use rand::RngCore;
 use tributary_auth::{password, token, Authenticator};
-use tributary_store::{MetaStore, Role};
+use tributary_store::meta::prelude::*;
+use tributary_store::Role;
 
 use crate::config::Config;
 
 /// Creates the first tenant and its owner when the store has no tenant yet.
-pub async fn first_start(meta: &MetaStore, config: &Config) -> anyhow::Result<()> {
+pub async fn first_start(meta: &dyn MetaStore, config: &Config) -> anyhow::Result<()> {
     if meta.tenant_count().await? > 0 {
         return Ok(());
     }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tributary_model::Event;
 use tributary_pipeline::{Committed, Consumer, ConsumerError};
-use tributary_store::{MetaStore, SeriesStore};
+use tributary_store::meta::prelude::*;
+use tributary_store::SeriesStore;
 
 /// Feeds committed telemetry into a [`SeriesStore`].
 pub struct SeriesConsumer {
@@ -78,7 +79,7 @@ impl Consumer for SeriesConsumer {
 }
 
 /// Applies attribute changes to the metadata store.
-pub struct AttributesConsumer(pub MetaStore);
+pub struct AttributesConsumer(pub Arc<dyn MetaStore>);
 
 #[async_trait]
 impl Consumer for AttributesConsumer {

@@ -15,7 +15,9 @@ use tributary_live::{Hub, HubConfig};
 use tributary_model::ParseLimits;
 use tributary_pipeline::{Listener, Pipeline, PipelineConfig};
 use tributary_store::retention::RetentionPolicy;
-use tributary_store::{Engine, EngineConfig, MetaStore, SeriesStore, SeriesWriter, SqliteSeries};
+use tributary_store::{
+    Engine, EngineConfig, MetaStore, SeriesStore, SeriesWriter, SqliteMeta, SqliteSeries,
+};
 
 use crate::config::{Config, SeriesStoreKind};
 use crate::consumers::{AttributesConsumer, SeriesConsumer};
@@ -67,14 +69,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tributary_live::describe_metrics();
     tributary_http::describe_metrics();
     tributary_mqtt::describe_metrics();
-    let meta = MetaStore::open(&config.data_dir.join("meta.db"))
+    let meta = SqliteMeta::open(&config.data_dir.join("meta.db"))
         .await
         .context("opening metadata store")?
         .with_limits(tributary_store::meta::MetaLimits {
             devices_per_tenant: config.max_devices_per_tenant as u64,
             tenants_per_user: config.max_tenants_per_user as u64,
         });
-    bootstrap::first_start(&meta, &config).await?;
+    let meta: Arc<dyn MetaStore> = Arc::new(meta);
+    bootstrap::first_start(meta.as_ref(), &config).await?;
     let series: Arc<dyn SeriesStore> = match config.series_store {
         SeriesStoreKind::Engine => {
             let engine = Engine::open(

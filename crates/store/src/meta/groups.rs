@@ -1,14 +1,11 @@
 //! Device groups and their members.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use async_trait::async_trait;
 use tributary_model::{DeviceId, TenantId};
-use uuid::Uuid;
 
 use super::devices::Updated;
-use super::page::{self, Keyed, ListParams, Page};
-use super::MetaStore;
-use crate::{now_ms, StoreError};
+use super::page::{Keyed, ListParams, Page};
+use crate::StoreError;
 
 /// A named set of devices of one tenant.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,153 +34,54 @@ impl Keyed for Group {
     }
 }
 
-fn group_from(r: &SqliteRow) -> Result<Group, StoreError> {
-    Ok(Group {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        description: r.try_get("description")?,
-        version: r.try_get("version")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-impl MetaStore {
+/// Device groups of a tenant.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
     /// Creates a group.
-    pub async fn create_group(
+    async fn create_group(
         &self,
         tenant: TenantId,
         name: &str,
         description: Option<&str>,
-    ) -> Result<Group, StoreError> {
-        let g = Group {
-            id: Uuid::now_v7().to_string(),
-            name: name.to_string(),
-            description: description.map(str::to_string),
-            version: 1,
-            created_at: now_ms(),
-        };
-        sqlx::query("INSERT INTO device_groups (id, tenant_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&g.id)
-            .bind(tenant.to_string())
-            .bind(&g.name)
-            .bind(&g.description)
-            .bind(g.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::conflict_or(e, "group with this name"))?;
-        Ok(g)
-    }
+    ) -> Result<Group, StoreError>;
 
     /// A page of the tenant's groups, optionally those whose name contains `name`.
-    pub async fn list_groups(
+    async fn list_groups(
         &self,
         tenant: TenantId,
         name: Option<&str>,
         params: &ListParams,
-    ) -> Result<Page<Group>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT id, name, description, version, created_at FROM device_groups WHERE tenant_id = ");
-        qb.push_bind(tenant.to_string());
-        if let Some(n) = name {
-            qb.push(" AND instr(lower(name), lower(")
-                .push_bind(n.to_string())
-                .push(")) > 0");
-        }
-        page::push_keyset(&mut qb, params, "name")?;
-        page::push_order(&mut qb, params, "name");
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        Ok(page::finish(
-            rows.iter().map(group_from).collect::<Result<_, _>>()?,
-            params,
-        ))
-    }
+    ) -> Result<Page<Group>, StoreError>;
 
     /// One group of the tenant.
-    pub async fn get_group(&self, tenant: TenantId, id: &str) -> Result<Option<Group>, StoreError> {
-        let row = sqlx::query("SELECT id, name, description, version, created_at FROM device_groups WHERE tenant_id = ? AND id = ?")
-            .bind(tenant.to_string())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(group_from).transpose()
-    }
+    async fn get_group(&self, tenant: TenantId, id: &str) -> Result<Option<Group>, StoreError>;
 
     /// Renames or re-describes a group if it is at `if_version` (when given).
-    pub async fn update_group(
+    async fn update_group(
         &self,
         tenant: TenantId,
         id: &str,
         name: Option<&str>,
         description: Option<Option<&str>>,
         if_version: Option<i64>,
-    ) -> Result<Updated<Group>, StoreError> {
-        let Some(cur) = self.get_group(tenant, id).await? else {
-            return Ok(Updated::NotFound);
-        };
-        if if_version.is_some_and(|v| v != cur.version) {
-            return Ok(Updated::Stale(cur));
-        }
-        let res = sqlx::query("UPDATE device_groups SET name = ?, description = ?, version = version + 1 WHERE tenant_id = ? AND id = ? AND version = ?")
-            .bind(name.unwrap_or(&cur.name))
-            .bind(description.map(|d| d.map(str::to_string)).unwrap_or(cur.description.clone()))
-            .bind(tenant.to_string())
-            .bind(id)
-            .bind(cur.version)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::conflict_or(e, "group with this name"))?;
-        Ok(Updated::after(
-            res.rows_affected(),
-            self.get_group(tenant, id).await?,
-        ))
-    }
+    ) -> Result<Updated<Group>, StoreError>;
 
     /// Deletes a group (not its devices).
-    pub async fn delete_group(&self, tenant: TenantId, id: &str) -> Result<bool, StoreError> {
-        self.delete_scoped("device_groups", tenant, id).await
-    }
+    async fn delete_group(&self, tenant: TenantId, id: &str) -> Result<bool, StoreError>;
 
     /// Adds a device to a group; both must be in `tenant`. False when either is missing.
-    pub async fn add_to_group(
+    async fn add_to_group(
         &self,
         tenant: TenantId,
         group: &str,
         device: DeviceId,
-    ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "INSERT OR IGNORE INTO device_group_members (group_id, device_id) \
-             SELECT g.id, d.id FROM device_groups g, devices d \
-             WHERE g.tenant_id = ?1 AND g.id = ?2 AND d.tenant_id = ?1 AND d.id = ?3",
-        )
-        .bind(tenant.to_string())
-        .bind(group)
-        .bind(device.to_string())
-        .execute(&self.pool)
-        .await?;
-        if res.rows_affected() > 0 {
-            return Ok(true);
-        }
-        // Already a member counts as success; a missing group or device does not.
-        Ok(self.get_group(tenant, group).await?.is_some()
-            && self.get_device(tenant, device).await?.is_some())
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Removes a device from a group; false when it was not a member.
-    pub async fn remove_from_group(
+    async fn remove_from_group(
         &self,
         tenant: TenantId,
         group: &str,
         device: DeviceId,
-    ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "DELETE FROM device_group_members WHERE group_id = ?2 AND device_id = ?3 \
-             AND group_id IN (SELECT id FROM device_groups WHERE tenant_id = ?1)",
-        )
-        .bind(tenant.to_string())
-        .bind(group)
-        .bind(device.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected() > 0)
-    }
+    ) -> Result<bool, StoreError>;
 }

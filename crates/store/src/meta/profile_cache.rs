@@ -20,7 +20,7 @@ impl ProfileCache {
     /// The schema of profile `id` of `tenant` (`None` if it is gone).
     pub async fn get(
         &self,
-        meta: &MetaStore,
+        meta: &dyn MetaStore,
         tenant: TenantId,
         id: &str,
     ) -> Result<Option<Arc<ProfileSchema>>, StoreError> {
@@ -49,7 +49,7 @@ impl ProfileCache {
     /// Checks a device's batch against its profile (if it has one that still exists).
     pub async fn check(
         &self,
-        meta: &MetaStore,
+        meta: &dyn MetaStore,
         device: &Device,
         points: &[Point],
     ) -> Result<Result<(), ProfileViolation>, StoreError> {

@@ -1,9 +1,8 @@
 //! Per-tenant settings: its name and how long its time series are kept.
 
-use sqlx::Row;
+use async_trait::async_trait;
 use tributary_model::TenantId;
 
-use super::MetaStore;
 use crate::StoreError;
 
 /// A tenant's settings.
@@ -17,64 +16,21 @@ pub struct TenantSettings {
     pub retention_days: Option<u32>,
 }
 
-fn settings(r: &sqlx::sqlite::SqliteRow) -> Result<TenantSettings, StoreError> {
-    let id: String = r.try_get("id")?;
-    let days: Option<i64> = r.try_get("retention_days")?;
-    Ok(TenantSettings {
-        id: id
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("tenant id {id:?}")))?,
-        name: r.try_get("name")?,
-        retention_days: days.map(|d| d.clamp(0, i64::from(u32::MAX)) as u32),
-    })
-}
-
-impl MetaStore {
+/// Per-tenant settings (retention, limits).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
     /// The settings of one tenant, if it exists.
-    pub async fn tenant_settings(
-        &self,
-        id: TenantId,
-    ) -> Result<Option<TenantSettings>, StoreError> {
-        sqlx::query("SELECT id, name, retention_days FROM tenants WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(settings)
-            .transpose()
-    }
+    async fn tenant_settings(&self, id: TenantId) -> Result<Option<TenantSettings>, StoreError>;
 
     /// The settings of every tenant (for the retention task).
-    pub async fn all_tenant_settings(&self) -> Result<Vec<TenantSettings>, StoreError> {
-        sqlx::query("SELECT id, name, retention_days FROM tenants ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(settings)
-            .collect()
-    }
+    async fn all_tenant_settings(&self) -> Result<Vec<TenantSettings>, StoreError>;
 
     /// Changes a tenant's name and/or retention (`Some(None)`: back to the
     /// server's default); `None` when there is no such tenant.
-    pub async fn update_tenant_settings(
+    async fn update_tenant_settings(
         &self,
         id: TenantId,
         name: Option<&str>,
         retention_days: Option<Option<u32>>,
-    ) -> Result<Option<TenantSettings>, StoreError> {
-        let Some(current) = self.tenant_settings(id).await? else {
-            return Ok(None);
-        };
-        sqlx::query("UPDATE tenants SET name = ?, retention_days = ? WHERE id = ?")
-            .bind(name.unwrap_or(&current.name))
-            .bind(
-                retention_days
-                    .unwrap_or(current.retention_days)
-                    .map(i64::from),
-            )
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        self.tenant_settings(id).await
-    }
+    ) -> Result<Option<TenantSettings>, StoreError>;
 }

@@ -135,17 +135,27 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
-            return Ok(ClientIp("unknown".into()));
-        };
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let ip =
-            crate::client_addr::client_ip(peer.0.ip(), forwarded, &state.config.trusted_proxies);
-        Ok(ClientIp(ip.to_string()))
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let forwarded = parts.headers.get("x-forwarded-for");
+        Ok(ClientIp(client_ip(peer, forwarded, state)))
     }
+}
+
+/// The client's address as the audit log and rate limits name it: the
+/// peer's, or behind a trusted proxy the one it forwards for.
+pub(crate) fn client_ip(
+    peer: Option<SocketAddr>,
+    forwarded: Option<&axum::http::HeaderValue>,
+    state: &AppState,
+) -> String {
+    let Some(peer) = peer else {
+        return "unknown".into();
+    };
+    let forwarded = forwarded.and_then(|v| v.to_str().ok());
+    crate::client_addr::client_ip(peer.ip(), forwarded, &state.config.trusted_proxies).to_string()
 }
 
 /// The version an `If-Match` header names (`"v3"`), if any; `*` matches anything.

@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
@@ -10,7 +11,8 @@ use tributary_store::meta::{ApiKey, KeyScope, Sort, SortField};
 use utoipa::ToSchema;
 
 use super::NamedPageQuery;
-use crate::extract::{ApiJson, Auth, ClientIp};
+use crate::audit::Audited;
+use crate::extract::{ApiJson, Auth};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -75,9 +77,8 @@ pub struct ApiKeyList {
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateApiKey>,
-) -> Result<(StatusCode, Json<ApiKeyView>), ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::ManageApiKeys)?;
     validate::text("name", &req.name, 128)?;
     let scope: KeyScope = req
@@ -94,18 +95,11 @@ pub async fn create(
         .auth
         .create_api_key(p, req.name.trim(), scope, req.expires_at)
         .await?;
-    s.audit(
-        p,
-        &ip,
-        "api_key.create",
-        "api_key",
-        Some(&key.id),
-        Some(serde_json::json!({"scope": scope})),
-    )
-    .await;
+    let audited = Audited::new(p, "api_key.create", "api_key", &key.id)
+        .detail(serde_json::json!({"scope": scope}));
     let mut view = ApiKeyView::from(key);
     view.key = Some(secret);
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, audited, Json(view)))
 }
 
 /// API keys of the current tenant (prefixes only).
@@ -142,14 +136,12 @@ pub async fn list(
 pub async fn revoke(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::ManageApiKeys)?;
     if !s.meta.revoke_api_key(p.tenant, &id).await? {
         return Err(ApiError::not_found(format!("no live API key {id:?}")));
     }
-    s.audit(p, &ip, "api_key.revoke", "api_key", Some(&id), None)
-        .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "api_key.revoke", "api_key", &id);
+    Ok((audited, StatusCode::NO_CONTENT))
 }

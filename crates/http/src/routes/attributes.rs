@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
@@ -11,7 +12,8 @@ use tributary_store::meta::{Attribute, AttributeScope};
 use utoipa::{IntoParams, ToSchema};
 
 use super::devices::find;
-use crate::extract::{ApiJson, Auth, ClientIp};
+use crate::audit::Audited;
+use crate::extract::{ApiJson, Auth};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -130,10 +132,9 @@ pub async fn get(
 pub async fn set(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path((id, raw_scope)): Path<(String, String)>,
     ApiJson(values): ApiJson<BTreeMap<String, serde_json::Value>>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let device = find(&s, p.tenant, &id).await?;
     let scope = scope(&raw_scope)?;
@@ -147,16 +148,9 @@ pub async fn set(
         .set_attributes(p.tenant, device.id, scope, &values)
         .await?;
     let keys: Vec<&String> = values.keys().collect();
-    s.audit(
-        p,
-        &ip,
-        "attributes.set",
-        "device",
-        Some(&id),
-        Some(serde_json::json!({"scope": scope, "keys": keys})),
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "attributes.set", "device", &id)
+        .detail(serde_json::json!({"scope": scope, "keys": keys}));
+    Ok((audited, StatusCode::NO_CONTENT))
 }
 
 /// Delete attributes of one scope by key.
@@ -166,10 +160,9 @@ pub async fn set(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path((id, raw_scope)): Path<(String, String)>,
     q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let device = find(&s, p.tenant, &id).await?;
@@ -185,16 +178,9 @@ pub async fn delete(
     s.gateway
         .delete_attributes(p.tenant, device.id, scope, keys.clone())
         .await?;
-    s.audit(
-        p,
-        &ip,
-        "attributes.delete",
-        "device",
-        Some(&id),
-        Some(serde_json::json!({"scope": scope, "keys": keys})),
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "attributes.delete", "device", &id)
+        .detail(serde_json::json!({"scope": scope, "keys": keys}));
+    Ok((audited, StatusCode::NO_CONTENT))
 }
 
 /// The body of an attribute write: 1 to 1000 keys as [`crate::validate::key`], any JSON

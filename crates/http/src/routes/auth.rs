@@ -2,12 +2,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::{Actor, Session};
 use tributary_model::TenantId;
 use utoipa::ToSchema;
 
+use crate::audit::Audited;
 use crate::extract::{ApiJson, Auth, ClientIp};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -157,23 +159,14 @@ pub async fn logout(State(s): State<AppState>, auth: Auth) -> Result<StatusCode,
 pub async fn change_password(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<PasswordChange>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     s.auth
         .change_password(&auth.0, &req.current_password, &req.new_password)
         .await?;
     let user = auth.0.user()?.0.to_string();
-    s.audit(
-        &auth.0,
-        &ip,
-        "user.password_change",
-        "user",
-        Some(&user),
-        None,
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(&auth.0, "user.password_change", "user", &user);
+    Ok((audited, StatusCode::NO_CONTENT))
 }
 
 /// Open a session in another tenant the caller belongs to.
@@ -199,7 +192,7 @@ pub async fn accept_invite(
     ClientIp(ip): ClientIp,
     caller: Option<Auth>,
     ApiJson(req): ApiJson<AcceptInvite>,
-) -> Result<Json<SessionResponse>, ApiError> {
+) -> Result<(Option<Audited>, Json<SessionResponse>), ApiError> {
     let password = req.password.as_deref();
     if req.token.len() > 256 || password.is_some_and(|p| p.len() > 1024) {
         return Err(tributary_auth::AuthError::InvalidInvite.into());
@@ -209,18 +202,17 @@ pub async fn accept_invite(
         .auth
         .accept_invite(&req.token, password, caller.as_ref(), &ip)
         .await?;
-    if let Ok(p) = s.auth.authenticate(&session.access_token).await {
-        s.audit(
-            &p,
-            &ip,
-            "invite.accept",
-            "invite",
-            Some(&invite.id),
-            Some(serde_json::json!({"role": invite.role})),
-        )
-        .await;
-    }
-    Ok(Json(session.into()))
+    // The new session is the one who accepted: the entry names it.
+    let audited = s
+        .auth
+        .authenticate(&session.access_token)
+        .await
+        .ok()
+        .map(|p| {
+            Audited::new(&p, "invite.accept", "invite", &invite.id)
+                .detail(serde_json::json!({"role": invite.role}))
+        });
+    Ok((audited, Json(session.into())))
 }
 
 /// The caller: user, tenant, role, and every tenant they belong to.

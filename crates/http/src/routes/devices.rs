@@ -15,7 +15,8 @@ use tributary_store::meta::{DeviceFilter, DevicePatch, MqttCredentials, Sort, So
 use tributary_store::{Device, NewDevice};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{etag, list_params, ApiJson, Auth, ClientIp, IfMatch};
+use crate::audit::Audited;
+use crate::extract::{etag, list_params, ApiJson, Auth, IfMatch};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -255,7 +256,6 @@ fn label_selector(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateDevice>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
@@ -286,21 +286,15 @@ pub async fn create(
             },
         )
         .await;
-    s.audit(
-        p,
-        &ip,
-        "device.create",
-        "device",
-        Some(&device.id.to_string()),
-        Some(serde_json::json!({"name": device.name})),
-    )
-    .await;
+    let audited = Audited::new(p, "device.create", "device", &device.id)
+        .detail(serde_json::json!({"name": device.name}));
     let location = format!("/api/v1/devices/{}", device.id);
     let tag = etag(device.version);
     let mut view = DeviceView::from(device);
     view.access_token = Some(token);
     Ok((
         StatusCode::CREATED,
+        audited,
         [(header::LOCATION, location), (header::ETAG, tag)],
         Json(view),
     ))
@@ -354,7 +348,6 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     IfMatch(if_version): IfMatch,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateDevice>,
@@ -387,9 +380,10 @@ pub async fn update(
                 profile: d.profile.clone(),
             };
             s.gateway.device_changed(p.tenant, d.id, change).await;
-            s.audit(p, &ip, "device.update", "device", Some(&id), None)
-                .await;
-            Ok(with_etag(d))
+            Ok((
+                Audited::new(p, "device.update", "device", &id),
+                with_etag(d),
+            ))
         }
         Updated::Stale(d) => Err(ApiError::precondition_failed(etag(d.version))),
         Updated::NotFound => Err(ApiError::not_found(format!("no device {id:?}"))),
@@ -403,9 +397,8 @@ pub async fn update(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let device = device_id(&id)?;
     if !s.meta.delete_device(p.tenant, device).await? {
@@ -415,9 +408,8 @@ pub async fn delete(
         .device_changed(p.tenant, device, DeviceChange::Deleted)
         .await;
     s.series.delete_device(p.tenant, device).await?;
-    s.audit(p, &ip, "device.delete", "device", Some(&id), None)
-        .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "device.delete", "device", &id);
+    Ok((audited, StatusCode::NO_CONTENT))
 }
 
 /// Rotate the access token; the old one stops working at once.
@@ -427,9 +419,8 @@ pub async fn delete(
 pub async fn rotate_token(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<Json<DeviceView>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let device = device_id(&id)?;
     let (token, hash, hint) = Authenticator::new_device_token();
@@ -443,11 +434,10 @@ pub async fn rotate_token(
     s.gateway
         .device_changed(p.tenant, device, DeviceChange::CredentialsRotated)
         .await;
-    s.audit(p, &ip, "device.token_rotate", "device", Some(&id), None)
-        .await;
+    let audited = Audited::new(p, "device.token_rotate", "device", &id);
     let mut view = DeviceView::from(find(&s, p.tenant, &id).await?);
     view.access_token = Some(token);
-    Ok(Json(view))
+    Ok((audited, Json(view)))
 }
 
 /// Set MQTT username/password credentials (optionally bound to a client id).
@@ -458,10 +448,9 @@ pub async fn rotate_token(
 pub async fn set_mqtt(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SetMqtt>,
-) -> Result<Json<DeviceView>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let device = find(&s, p.tenant, &id).await?;
     validate::text("username", &req.username, 128)?;
@@ -487,16 +476,10 @@ pub async fn set_mqtt(
     s.gateway
         .device_changed(p.tenant, device.id, DeviceChange::CredentialsRotated)
         .await;
-    s.audit(
-        p,
-        &ip,
-        "device.mqtt_credentials_set",
-        "device",
-        Some(&id),
-        Some(serde_json::json!({"username": creds.username})),
-    )
-    .await;
-    Ok(Json(find(&s, p.tenant, &id).await?.into()))
+    let audited = Audited::new(p, "device.mqtt_credentials_set", "device", &id)
+        .detail(serde_json::json!({"username": creds.username}));
+    let view: DeviceView = find(&s, p.tenant, &id).await?.into();
+    Ok((audited, Json(view)))
 }
 
 /// Remove the MQTT username/password credentials.
@@ -506,23 +489,14 @@ pub async fn set_mqtt(
 pub async fn delete_mqtt(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let device = find(&s, p.tenant, &id).await?;
     s.meta.set_device_mqtt(p.tenant, device.id, None).await?;
     s.gateway
         .device_changed(p.tenant, device.id, DeviceChange::CredentialsRotated)
         .await;
-    s.audit(
-        p,
-        &ip,
-        "device.mqtt_credentials_delete",
-        "device",
-        Some(&id),
-        None,
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "device.mqtt_credentials_delete", "device", &id);
+    Ok((audited, StatusCode::NO_CONTENT))
 }

@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 
 use super::devices::{device_id, double_option};
 use super::NamedPageQuery;
-use crate::extract::{etag, ApiJson, Auth, ClientIp, IfMatch};
+use crate::audit::Audited;
+use crate::extract::{etag, ApiJson, Auth, IfMatch};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -90,7 +91,6 @@ fn with_etag(g: Group) -> impl IntoResponse {
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
@@ -100,10 +100,10 @@ pub async fn create(
         .meta
         .create_group(p.tenant, req.name.trim(), req.description.as_deref())
         .await?;
-    s.audit(p, &ip, "group.create", "group", Some(&g.id), None)
-        .await;
+    let audited = Audited::new(p, "group.create", "group", &g.id);
     Ok((
         StatusCode::CREATED,
+        audited,
         [(header::ETAG, etag(g.version))],
         Json(GroupView::from(g)),
     ))
@@ -157,7 +157,6 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     IfMatch(if_version): IfMatch,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateGroup>,
@@ -181,11 +180,7 @@ pub async fn update(
         )
         .await?
     {
-        Updated::Ok(g) => {
-            s.audit(p, &ip, "group.update", "group", Some(&id), None)
-                .await;
-            Ok(with_etag(g))
-        }
+        Updated::Ok(g) => Ok((Audited::new(p, "group.update", "group", &id), with_etag(g))),
         Updated::Stale(g) => Err(ApiError::precondition_failed(etag(g.version))),
         Updated::NotFound => Err(ApiError::not_found(format!("no group {id:?}"))),
     }
@@ -198,16 +193,14 @@ pub async fn update(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     if !s.meta.delete_group(p.tenant, &id).await? {
         return Err(ApiError::not_found(format!("no group {id:?}")));
     }
-    s.audit(p, &ip, "group.delete", "group", Some(&id), None)
-        .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "group.delete", "group", &id);
+    Ok((audited, StatusCode::NO_CONTENT))
 }
 
 /// Add a device to a group (idempotent).
@@ -217,9 +210,8 @@ pub async fn delete(
 pub async fn add_device(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path((id, device)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let d = device_id(&device)?;
     if !s.meta.add_to_group(p.tenant, &id, d).await? {
@@ -227,16 +219,9 @@ pub async fn add_device(
             "no group {id:?} or no device {device:?}"
         )));
     }
-    s.audit(
-        p,
-        &ip,
-        "group.add_device",
-        "group",
-        Some(&id),
-        Some(serde_json::json!({"device": device})),
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "group.add_device", "group", &id)
+        .detail(serde_json::json!({"device": device}));
+    Ok((audited, StatusCode::NO_CONTENT))
 }
 
 /// Remove a device from a group.
@@ -246,9 +231,8 @@ pub async fn add_device(
 pub async fn remove_device(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path((id, device)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     let d = device_id(&device)?;
     if !s.meta.remove_from_group(p.tenant, &id, d).await? {
@@ -256,14 +240,7 @@ pub async fn remove_device(
             "device {device:?} is not in group {id:?}"
         )));
     }
-    s.audit(
-        p,
-        &ip,
-        "group.remove_device",
-        "group",
-        Some(&id),
-        Some(serde_json::json!({"device": device})),
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "group.remove_device", "group", &id)
+        .detail(serde_json::json!({"device": device}));
+    Ok((audited, StatusCode::NO_CONTENT))
 }

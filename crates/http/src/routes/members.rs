@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
@@ -12,7 +13,8 @@ use tributary_store::Role;
 use utoipa::{IntoParams, ToSchema};
 
 use super::PageQuery;
-use crate::extract::{list_params, ApiJson, Auth, ClientIp};
+use crate::audit::Audited;
+use crate::extract::{list_params, ApiJson, Auth};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -203,10 +205,9 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RoleChange>,
-) -> Result<Json<MemberView>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::ManageMembers)?;
     let user = user_id(&id)?;
     let new_role = role("role", &req.role)?;
@@ -227,21 +228,14 @@ pub async fn update(
         ));
     }
     s.meta.set_role(p.tenant, user, new_role).await?;
-    s.audit(
-        p,
-        &ip,
-        "user.role_change",
-        "user",
-        Some(&id),
-        Some(serde_json::json!({"from": member.role, "to": new_role})),
-    )
-    .await;
+    let audited = Audited::new(p, "user.role_change", "user", &id)
+        .detail(serde_json::json!({"from": member.role, "to": new_role}));
     let m = s
         .meta
         .member(p.tenant, user)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no member {id:?}")))?;
-    Ok(Json(m.into()))
+    Ok((audited, Json(MemberView::from(m))))
 }
 
 /// Remove a member from the current tenant (their sessions there end at once).
@@ -251,9 +245,8 @@ pub async fn update(
 pub async fn remove(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::ManageMembers)?;
     let user = user_id(&id)?;
     let member = s
@@ -268,9 +261,8 @@ pub async fn remove(
         }
     }
     s.meta.remove_member(p.tenant, user).await?;
-    s.audit(p, &ip, "user.remove", "user", Some(&id), None)
-        .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "user.remove", "user", &id);
+    Ok((audited, StatusCode::NO_CONTENT))
 }
 
 /// Invite someone into the current tenant; the response carries the token (once).
@@ -279,9 +271,8 @@ pub async fn remove(
 pub async fn create_invite(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateInvite>,
-) -> Result<(StatusCode, Json<InviteView>), ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::ManageMembers)?;
     validate::email(&req.email)?;
     let role = role("role", &req.role)?;
@@ -297,18 +288,11 @@ pub async fn create_invite(
         }
     }
     let (invite, token) = s.auth.invite(p, &req.email, role, req.expires_in).await?;
-    s.audit(
-        p,
-        &ip,
-        "invite.create",
-        "invite",
-        Some(&invite.id),
-        Some(serde_json::json!({"email": invite.email, "role": role})),
-    )
-    .await;
+    let audited = Audited::new(p, "invite.create", "invite", &invite.id)
+        .detail(serde_json::json!({"email": invite.email, "role": role}));
     let mut view = InviteView::from(invite);
     view.token = Some(token);
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, audited, Json(view)))
 }
 
 /// Invitations of the current tenant.
@@ -342,14 +326,12 @@ pub async fn list_invites(
 pub async fn revoke_invite(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::ManageMembers)?;
     if !s.meta.revoke_invite(p.tenant, &id).await? {
         return Err(ApiError::not_found(format!("no pending invitation {id:?}")));
     }
-    s.audit(p, &ip, "invite.revoke", "invite", Some(&id), None)
-        .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "invite.revoke", "invite", &id);
+    Ok((audited, StatusCode::NO_CONTENT))
 }

@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 
 use super::devices::double_option;
 use super::NamedPageQuery;
-use crate::extract::{etag, ApiJson, Auth, ClientIp, IfMatch};
+use crate::audit::Audited;
+use crate::extract::{etag, ApiJson, Auth, IfMatch};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -117,7 +118,6 @@ fn with_etag(p: Profile) -> impl IntoResponse {
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateProfile>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
@@ -133,10 +133,10 @@ pub async fn create(
             &req.schema,
         )
         .await?;
-    s.audit(p, &ip, "profile.create", "profile", Some(&profile.id), None)
-        .await;
+    let audited = Audited::new(p, "profile.create", "profile", &profile.id);
     Ok((
         StatusCode::CREATED,
+        audited,
         [(header::ETAG, etag(profile.version))],
         Json(ProfileView::from(profile)),
     ))
@@ -195,7 +195,6 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     IfMatch(if_version): IfMatch,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateProfile>,
@@ -228,9 +227,8 @@ pub async fn update(
                 profile: id.clone(),
             };
             s.gateway.tenant_changed(p.tenant, change).await;
-            s.audit(p, &ip, "profile.update", "profile", Some(&id), None)
-                .await;
-            Ok(with_etag(profile))
+            let audited = Audited::new(p, "profile.update", "profile", &id);
+            Ok((audited, with_etag(profile)))
         }
         Updated::Stale(profile) => Err(ApiError::precondition_failed(etag(profile.version))),
         Updated::NotFound => Err(ApiError::not_found(format!("no profile {id:?}"))),
@@ -244,9 +242,8 @@ pub async fn update(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::Write)?;
     if !s.meta.delete_profile(p.tenant, &id).await? {
         return Err(ApiError::not_found(format!("no profile {id:?}")));
@@ -255,7 +252,6 @@ pub async fn delete(
         profile: id.clone(),
     };
     s.gateway.tenant_changed(p.tenant, change).await;
-    s.audit(p, &ip, "profile.delete", "profile", Some(&id), None)
-        .await;
-    Ok(StatusCode::NO_CONTENT)
+    let audited = Audited::new(p, "profile.delete", "profile", &id);
+    Ok((audited, StatusCode::NO_CONTENT))
 }

@@ -13,7 +13,8 @@ use tributary_mqtt::RpcError;
 use utoipa::ToSchema;
 
 use super::devices::find;
-use crate::extract::{ApiJson, Auth, ClientIp};
+use crate::audit::Audited;
+use crate::extract::{ApiJson, Auth};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -52,7 +53,6 @@ pub struct RpcRequest {
 pub async fn call(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RpcRequest>,
 ) -> Result<Response, ApiError> {
@@ -72,15 +72,8 @@ pub async fn call(
         .mqtt
         .as_ref()
         .ok_or_else(|| ApiError::not_found("MQTT is not enabled on this server"))?;
-    s.audit(
-        p,
-        &ip,
-        "device.rpc",
-        "device",
-        Some(&id),
-        Some(serde_json::json!({"method": req.method, "oneway": req.oneway})),
-    )
-    .await;
+    let audited = Audited::new(p, "device.rpc", "device", &id)
+        .detail(serde_json::json!({"method": req.method, "oneway": req.oneway}));
     let request = serde_json::json!({
         "method": req.method,
         "params": req.params.unwrap_or_else(|| serde_json::json!({})),
@@ -95,13 +88,13 @@ pub async fn call(
         )
         .await;
     match outcome {
-        Ok(None) => Ok(StatusCode::ACCEPTED.into_response()),
+        Ok(None) => Ok((audited, StatusCode::ACCEPTED).into_response()),
         Ok(Some(answer)) => {
             // The answer as the device sent it; text that is not JSON becomes a JSON string.
             let body = serde_json::from_slice::<serde_json::Value>(&answer).unwrap_or_else(|_| {
                 serde_json::Value::String(String::from_utf8_lossy(&answer).into_owned())
             });
-            Ok(Json(body).into_response())
+            Ok((audited, Json(body)).into_response())
         }
         Err(RpcError::Offline) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -109,11 +102,16 @@ pub async fn call(
             "Device offline",
             RpcError::Offline.to_string(),
         )),
-        Err(e @ RpcError::Timeout(_)) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "rpc-timeout",
-            "RPC timed out",
-            e.to_string(),
-        )),
+        // The request reached the device even though no answer came back.
+        Err(e @ RpcError::Timeout(_)) => Ok((
+            audited.even_if_failed(),
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "rpc-timeout",
+                "RPC timed out",
+                e.to_string(),
+            ),
+        )
+            .into_response()),
     }
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tributary_auth::policy::Action;
@@ -10,7 +11,8 @@ use tributary_store::meta::TenantSettings;
 use utoipa::ToSchema;
 
 use super::auth::MembershipView;
-use crate::extract::{ApiJson, Auth, ClientIp};
+use crate::audit::Audited;
+use crate::extract::{ApiJson, Auth};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -93,9 +95,8 @@ pub async fn list(State(s): State<AppState>, auth: Auth) -> Result<Json<TenantLi
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateTenant>,
-) -> Result<(StatusCode, Json<TenantView>), ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let (user, _) = auth.0.user()?;
     validate::text("name", &req.name, 128)?;
     let tenant = s.meta.create_tenant_for(user, req.name.trim()).await?;
@@ -104,17 +105,10 @@ pub async fn create(
         .await;
     let mut p = auth.0.clone();
     p.tenant = tenant.id;
-    s.audit(
-        &p,
-        &ip,
-        "tenant.create",
-        "tenant",
-        Some(&tenant.id.to_string()),
-        None,
-    )
-    .await;
+    let audited = Audited::new(&p, "tenant.create", "tenant", &tenant.id);
     Ok((
         StatusCode::CREATED,
+        audited,
         Json(TenantView {
             id: tenant.id.to_string(),
             name: tenant.name,
@@ -145,9 +139,8 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<UpdateTenant>,
-) -> Result<Json<TenantSettingsView>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let p = auth.require(Action::ConfigureTenant)?;
     if let Some(name) = &req.name {
         validate::text("name", name, 128)?;
@@ -174,16 +167,12 @@ pub async fn update(
     s.gateway
         .tenant_changed(p.tenant, TenantChange::SettingsChanged)
         .await;
-    s.audit(
-        p,
-        &ip,
-        "tenant.update",
-        "tenant",
-        Some(&t.id.to_string()),
-        Some(serde_json::json!({ "name": t.name, "retention_days": t.retention_days })),
-    )
-    .await;
-    Ok(Json(settings_view(t, s.config.default_retention_days)))
+    let audited = Audited::new(p, "tenant.update", "tenant", &t.id)
+        .detail(serde_json::json!({ "name": t.name, "retention_days": t.retention_days }));
+    Ok((
+        audited,
+        Json(settings_view(t, s.config.default_retention_days)),
+    ))
 }
 
 /// Delete the current tenant with all its devices, data and memberships (owner only).

@@ -204,6 +204,23 @@ async fn invitations_roles_and_membership_changes_apply_immediately() {
         .must("GET", "/api/v1/audit?action=device.create", None, 200)
         .await;
     assert_eq!(only["data"].as_array().unwrap().len(), 1);
+
+    // A refused change is not recorded as done: a name in use (409), a
+    // device that is not there (404).
+    let (st, v) = owner
+        .post("/api/v1/devices", json!({"name": "by-editor"}))
+        .await;
+    assert_eq!(st, 409, "{v}");
+    let (st, _) = owner.delete("/api/v1/devices/no-such-device").await;
+    assert_eq!(st, 404);
+    let after = owner
+        .must("GET", "/api/v1/audit?limit=100", None, 200)
+        .await;
+    assert_eq!(
+        after["data"].as_array().unwrap().len(),
+        audit["data"].as_array().unwrap().len(),
+        "{after}"
+    );
 }
 
 #[tokio::test]

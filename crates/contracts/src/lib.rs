@@ -2,6 +2,8 @@
 //! implementation runs against itself; each panics, naming the broken rule,
 //! when the implementation breaks it.
 //!
+//! - [`caches`]: cache invalidation ([`tributary_ingest::Invalidate`]);
+//!   `tests/caches.rs` runs it against the ingest caches
 //! - [`log`]: the event log ([`tributary_pipeline::EventLog`]);
 //!   `tests/log.rs` runs it against the local write-ahead log
 //! - [`meta`]: the metadata store ([`tributary_store::MetaStore`]);
@@ -11,9 +13,10 @@
 //!   the engine and the SQLite store
 //!
 //! Durability under kill -9 is checked end to end (the e2e `durability.rs`
-//! and `crash_events.rs`); cache invalidation's contract is the end-to-end
-//! `revocation.rs`.
+//! and `crash_events.rs`); that connections are closed when told is the
+//! end-to-end `revocation.rs`.
 
+pub mod caches;
 pub mod log;
 pub mod meta;
 pub mod series;

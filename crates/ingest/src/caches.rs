@@ -21,6 +21,14 @@ use crate::series_devices::SeriesDevices;
 /// The name of the consumer that invalidates the caches.
 pub const CACHES_CONSUMER: &str = "caches";
 
+/// The seam of cache invalidation: whatever holds state derived from the
+/// metadata store makes it agree with each lifecycle event it is given, at
+/// once (`tributary-contracts::caches` is the contract).
+pub trait Invalidate: Send + Sync + 'static {
+    /// Makes the held state agree with `event` having happened.
+    fn apply(&self, event: &Event);
+}
+
 /// The caches ingest reads, and the notices that tell open connections.
 pub struct Caches {
     /// Device credentials (inside the authenticator).
@@ -43,9 +51,10 @@ impl Caches {
             revocations: Revocations::default(),
         }
     }
+}
 
-    /// Makes every cache agree with `event` having happened.
-    pub fn apply(&self, event: &Event) {
+impl Invalidate for Caches {
+    fn apply(&self, event: &Event) {
         match event {
             Event::Device(DeviceEvent {
                 tenant,
@@ -92,10 +101,10 @@ impl Caches {
     }
 }
 
-/// The log consumer that keeps [`Caches`] current. Its checkpoint is kept by
-/// the log; after a restart the caches are empty, so applying an event again
-/// changes nothing.
-pub struct CachesConsumer(pub Arc<Caches>);
+/// The log consumer that keeps caches ([`Caches`]) current. Its checkpoint
+/// is kept by the log; after a restart the caches are empty, so applying an
+/// event again changes nothing.
+pub struct CachesConsumer(pub Arc<dyn Invalidate>);
 
 #[async_trait]
 impl Consumer for CachesConsumer {

@@ -15,7 +15,7 @@ use tributary_store::meta::prelude::*;
 use tributary_store::Device;
 
 use crate::attributes;
-use crate::caches::Caches;
+use crate::caches::{Caches, Invalidate};
 use crate::error::count_rejected;
 use crate::revocation::Listener;
 use crate::series_devices::SeriesDevices;

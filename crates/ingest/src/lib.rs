@@ -28,6 +28,6 @@ pub mod gateway;
 pub mod revocation;
 pub mod series_devices;
 
-pub use caches::{Caches, CachesConsumer};
+pub use caches::{Caches, CachesConsumer, Invalidate};
 pub use error::IngestError;
 pub use gateway::{Gateway, GatewayConfig};

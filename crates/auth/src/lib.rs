@@ -2,6 +2,14 @@
 //! rotating refresh tokens, API keys, invitations, and device credentials
 //! (high-entropy tokens stored as SHA-256, MQTT passwords as argon2id).
 //! [`Authenticator`] is the one entry point the APIs use.
+//!
+//! - `service`: [`Authenticator`], bearer credential → [`Principal`]
+//! - `sessions`: login, refresh, logout, switching tenant, password
+//!   changes, invitations, API keys
+//! - `devices`: device tokens and MQTT passwords, and their bounded cache
+//! - [`policy`]: the one table of what each role may do
+//! - `limiter`: failed-login limits; [`password`]: hashing and policy;
+//!   [`jwt`], [`token`]: access tokens and opaque token hashing
 
 mod devices;
 pub mod jwt;

@@ -4,7 +4,7 @@
 //!
 //! - [`caches`]: cache invalidation ([`tributary_ingest::Invalidate`]);
 //!   `tests/caches.rs` runs it against the ingest caches
-//! - [`log`]: the event log ([`tributary_pipeline::EventLog`]);
+//! - [`log`]: the event log ([`tributary_log::EventLog`]);
 //!   `tests/log.rs` runs it against the local write-ahead log
 //! - [`meta`]: the metadata store ([`tributary_store::MetaStore`]);
 //!   `tests/meta.rs` runs it against SQLite

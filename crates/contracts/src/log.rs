@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tributary_log::{Committed, Consumer, ConsumerError, EventLog};
 use tributary_model::{Batch, DeviceId, Event, Point, TenantId, Value};
-use tributary_pipeline::{Committed, Consumer, ConsumerError, EventLog};
 
 /// Opens the log under test in a directory, with these consumers.
 pub type Open = dyn Fn(PathBuf, Vec<Arc<dyn Consumer>>) -> Pin<Box<dyn Future<Output = Arc<dyn EventLog>> + Send>>

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tributary_contracts::log as contract;
-use tributary_pipeline::{Consumer, EventLog, Pipeline, PipelineConfig};
+use tributary_log::{Consumer, EventLog, Pipeline, PipelineConfig};
 
 #[tokio::test]
 async fn the_local_log_meets_the_contract() {

@@ -8,9 +8,9 @@
 
 use std::sync::OnceLock;
 
+use tributary_log::wal::{self, Format};
 use tributary_model::line_protocol::{self, Precision};
 use tributary_model::ParseLimits;
-use tributary_pipeline::wal::{self, Format};
 use tributary_store::series::engine::decode;
 
 /// A fuzz target: any bytes in, a panic when it finds a bug.
@@ -136,8 +136,8 @@ mod connection {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
+    use tributary_log::{Committed, Consumer, ConsumerError, Pipeline, PipelineConfig};
     use tributary_mqtt::{Broker, BrokerLimits, MqttConfig, MqttState};
-    use tributary_pipeline::{Committed, Consumer, ConsumerError, Pipeline, PipelineConfig};
     use tributary_store::meta::prelude::*;
     use tributary_store::meta::NewDevice;
     use tributary_store::{Role, SqliteMeta};

@@ -88,7 +88,7 @@ fn write_seeds() {
             .collect(),
     };
     let event = tributary_model::Event::Telemetry(batch.clone());
-    let encoded = tributary_pipeline::wal::encode_event(&event);
+    let encoded = tributary_log::wal::encode_event(&event);
     write("wal_batch", "0", &encoded);
     let attributes = tributary_model::Event::Attributes(tributary_model::AttributeChange {
         tenant: batch.tenant,
@@ -101,7 +101,7 @@ fn write_seeds() {
     write(
         "wal_batch",
         "attributes",
-        &tributary_pipeline::wal::encode_event(&attributes),
+        &tributary_log::wal::encode_event(&attributes),
     );
     // Found by the fuzzer: a NaN (which ingest never makes) decodes; the
     // target compares re-encoded bytes, since NaN != NaN.
@@ -110,10 +110,10 @@ fn write_seeds() {
     write(
         "wal_batch",
         "nan",
-        &tributary_pipeline::wal::encode_event(&tributary_model::Event::Telemetry(nan)),
+        &tributary_log::wal::encode_event(&tributary_model::Event::Telemetry(nan)),
     );
     let mut record = Vec::new();
-    tributary_pipeline::wal::encode_record(7, &event, &mut record).unwrap();
+    tributary_log::wal::encode_record(7, &event, &mut record).unwrap();
     write("wal_record", "0", &record);
     write("chunk", "0", &[0, 0, 0, 0]);
     write("rollup", "0", &[0]);

@@ -182,9 +182,9 @@ impl ApiError {
 
     /// A write the log refused: 507 when its disk is full, else 503; both
     /// with `Retry-After`, since the log takes writes again by itself.
-    pub fn not_stored(what: &str, e: &tributary_pipeline::WalError) -> Self {
+    pub fn not_stored(what: &str, e: &tributary_log::WalError) -> Self {
         let mut err = Self::unavailable(format!("{what} not stored: {e}"));
-        if matches!(e, tributary_pipeline::WalError::DiskFull) {
+        if matches!(e, tributary_log::WalError::DiskFull) {
             err.status = StatusCode::INSUFFICIENT_STORAGE.as_u16();
             err.kind = "/problems/insufficient-storage".into();
             err.title = "Insufficient storage";

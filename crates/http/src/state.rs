@@ -8,8 +8,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tributary_auth::Authenticator;
 use tributary_live::Hub;
+use tributary_log::EventLog;
 use tributary_model::ParseLimits;
-use tributary_pipeline::EventLog;
 use tributary_store::meta::prelude::*;
 use tributary_store::SeriesStore;
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tributary_auth::Authenticator;
+use tributary_log::{Committed, Consumer, ConsumerError};
 use tributary_model::{DeviceChange, DeviceEvent, Event, TenantChange, TenantEvent};
-use tributary_pipeline::{Committed, Consumer, ConsumerError};
 use tributary_store::meta::ProfileCache;
 
 use crate::revocation::{Revocations, Revoked};

@@ -1,6 +1,6 @@
 //! Why the gateway refused something.
 
-use tributary_pipeline::WalError;
+use tributary_log::WalError;
 use tributary_store::StoreError;
 
 /// A refusal: what the transport tells the sender, in its own terms.

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tributary_auth::Authenticator;
+use tributary_log::{Durable, EventLog};
 use tributary_model::time::now_ns;
 use tributary_model::{
     parse_telemetry, AttributeChange, AttributeScope, Batch, DeviceChange, DeviceEvent, DeviceId,
     Event, ParseError, ParseLimits, Point, TenantChange, TenantEvent, TenantId,
 };
-use tributary_pipeline::{Durable, EventLog};
 use tributary_store::meta::prelude::*;
 use tributary_store::Device;
 
@@ -143,7 +143,7 @@ impl Gateway {
             for d in durable {
                 last = d.await?;
             }
-            Ok::<u64, tributary_pipeline::WalError>(last)
+            Ok::<u64, tributary_log::WalError>(last)
         };
         match tokio::time::timeout(self.config.lifecycle_append_timeout, appended).await {
             Ok(Ok(_)) => {}

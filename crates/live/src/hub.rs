@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
+use tributary_log::{Committed, Listener};
 use tributary_model::{Batch, DeviceId, TenantId};
-use tributary_pipeline::{Committed, Listener};
 
 use crate::queue::{AttributeChange, Event, Queue, Update};
 use crate::ring::Ring;

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tributary_pipeline::Committed;
+use tributary_log::Committed;
 
 /// Recent commits in LSN order.
 pub(crate) struct Ring {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rumqttc::v5::mqttbytes::QoS;
+use tributary_log::{Committed, Listener};
 use tributary_model::{AttributeScope, Event};
-use tributary_pipeline::{Committed, Listener};
 
 use crate::broker::Broker;
 use crate::session::Space;

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tributary_log::{Committed, Consumer, ConsumerError};
 use tributary_model::Event;
-use tributary_pipeline::{Committed, Consumer, ConsumerError};
 use tributary_store::meta::prelude::*;
 use tributary_store::SeriesStore;
 

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use tributary_log::{Committed, Consumer, ConsumerError};
 use tributary_model::Event;
-use tributary_pipeline::{Committed, Consumer, ConsumerError};
 
 /// The name of the export consumer.
 pub const EXPORT_CONSUMER: &str = "export";

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tributary_auth::{AuthConfig, Authenticator, LoginLimits};
 use tributary_http::{AppState, HttpConfig};
 use tributary_live::{Hub, HubConfig};
+use tributary_log::{Listener, Pipeline, PipelineConfig};
 use tributary_model::ParseLimits;
-use tributary_pipeline::{Listener, Pipeline, PipelineConfig};
 use tributary_store::retention::RetentionPolicy;
 use tributary_store::{
     Engine, EngineConfig, MetaStore, SeriesStore, SeriesWriter, SqliteMeta, SqliteSeries,
@@ -65,7 +65,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    tributary_pipeline::describe_metrics();
+    tributary_log::describe_metrics();
     tributary_live::describe_metrics();
     tributary_http::describe_metrics();
     tributary_mqtt::describe_metrics();
@@ -135,7 +135,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )?;
     let caches = Arc::new(tributary_ingest::Caches::new(auth.clone()));
-    let mut consumers: Vec<Arc<dyn tributary_pipeline::Consumer>> = vec![
+    let mut consumers: Vec<Arc<dyn tributary_log::Consumer>> = vec![
         Arc::new(AttributesConsumer(meta.clone())),
         Arc::new(tributary_ingest::CachesConsumer(caches.clone())),
     ];

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use tributary_auth::Actor;
-use tributary_pipeline::LogStatus;
+use tributary_log::LogStatus;
 
 use crate::extract::Auth;
 use crate::problem::ApiError;

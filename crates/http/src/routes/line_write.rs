@@ -100,9 +100,9 @@ fn unavailable(style: Style, detail: String) -> Response {
 }
 
 /// The log refused the write: 507 when its disk is full, else 503.
-fn not_stored(style: Style, e: &tributary_pipeline::WalError) -> Response {
+fn not_stored(style: Style, e: &tributary_log::WalError) -> Response {
     let status = match e {
-        tributary_pipeline::WalError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+        tributary_log::WalError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut res = error(style, status, "unavailable", format!("not stored: {e}"));

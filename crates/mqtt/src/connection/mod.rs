@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 use tributary_auth::policy::Action;
 use tributary_auth::Principal;
-use tributary_pipeline::{Durable, WalError};
+use tributary_log::{Durable, WalError};
 use tributary_store::Device;
 
 use crate::broker::{min_qos, SubscribeError};

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tributary_log::{Committed, Consumer, ConsumerError, Listener, Pipeline, PipelineConfig};
 use tributary_model::{Batch, DeviceChange, DeviceEvent, DeviceId, Event, Point, TenantId, Value};
-use tributary_pipeline::{Committed, Consumer, ConsumerError, Listener, Pipeline, PipelineConfig};
 
 /// Records every event it is given. With `own`, it keeps its checkpoint
 /// itself (the last LSN it recorded); else the log keeps it. While `held`,

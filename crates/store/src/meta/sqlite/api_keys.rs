@@ -2,11 +2,10 @@
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 use tributary_model::TenantId;
 use uuid::Uuid;
 
-use super::page;
 use super::SqliteMeta;
 use crate::meta::api_keys::*;
 use crate::meta::page::{ListParams, Page};
@@ -80,21 +79,8 @@ impl ApiKeyStore for SqliteMeta {
         name: Option<&str>,
         params: &ListParams,
     ) -> Result<Page<ApiKey>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM api_keys WHERE tenant_id = "));
-        qb.push_bind(tenant.to_string());
-        if let Some(n) = name {
-            qb.push(" AND instr(lower(name), lower(")
-                .push_bind(n.to_string())
-                .push(")) > 0");
-        }
-        page::push_keyset(&mut qb, params, "name")?;
-        page::push_order(&mut qb, params, "name");
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        Ok(page::finish(
-            rows.iter().map(key_from).collect::<Result<_, _>>()?,
-            params,
-        ))
+        self.list_by_name(COLUMNS, "api_keys", tenant, name, params, key_from)
+            .await
     }
 
     async fn revoke_api_key(&self, tenant: TenantId, id: &str) -> Result<bool, StoreError> {

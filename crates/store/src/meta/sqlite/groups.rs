@@ -2,11 +2,10 @@
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 use tributary_model::{DeviceId, TenantId};
 use uuid::Uuid;
 
-use super::page;
 use super::SqliteMeta;
 use crate::meta::devices::Updated;
 use crate::meta::groups::*;
@@ -57,21 +56,15 @@ impl GroupStore for SqliteMeta {
         name: Option<&str>,
         params: &ListParams,
     ) -> Result<Page<Group>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT id, name, description, version, created_at FROM device_groups WHERE tenant_id = ");
-        qb.push_bind(tenant.to_string());
-        if let Some(n) = name {
-            qb.push(" AND instr(lower(name), lower(")
-                .push_bind(n.to_string())
-                .push(")) > 0");
-        }
-        page::push_keyset(&mut qb, params, "name")?;
-        page::push_order(&mut qb, params, "name");
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        Ok(page::finish(
-            rows.iter().map(group_from).collect::<Result<_, _>>()?,
+        self.list_by_name(
+            "id, name, description, version, created_at",
+            "device_groups",
+            tenant,
+            name,
             params,
-        ))
+            group_from,
+        )
+        .await
     }
 
     async fn get_group(&self, tenant: TenantId, id: &str) -> Result<Option<Group>, StoreError> {

@@ -18,8 +18,10 @@ mod users;
 use std::path::Path;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use crate::meta::page::{Keyed, ListParams, Page};
 use crate::meta::{MetaLimits, MetaStore};
 use crate::StoreError;
 
@@ -66,6 +68,34 @@ impl SqliteMeta {
             )));
         }
         Ok(())
+    }
+
+    /// A page of the rows of `table` (one of ours, never user input) in
+    /// `tenant` whose name contains `name` (any case), as `decode` reads them.
+    async fn list_by_name<T: Keyed>(
+        &self,
+        columns: &str,
+        table: &'static str,
+        tenant: tributary_model::TenantId,
+        name: Option<&str>,
+        params: &ListParams,
+        decode: fn(&SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {columns} FROM {table} WHERE tenant_id = "));
+        qb.push_bind(tenant.to_string());
+        if let Some(n) = name {
+            qb.push(" AND instr(lower(name), lower(")
+                .push_bind(n.to_string())
+                .push(")) > 0");
+        }
+        page::push_keyset(&mut qb, params, "name")?;
+        page::push_order(&mut qb, params, "name");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        Ok(page::finish(
+            rows.iter().map(decode).collect::<Result<_, _>>()?,
+            params,
+        ))
     }
 
     /// Deletes row `id` of `table` (one of ours, never user input) if it is

@@ -2,12 +2,11 @@
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 use tributary_model::profile::ProfileSchema;
 use tributary_model::TenantId;
 use uuid::Uuid;
 
-use super::page;
 use super::SqliteMeta;
 use crate::meta::devices::Updated;
 use crate::meta::page::{ListParams, Page};
@@ -65,22 +64,15 @@ impl ProfileStore for SqliteMeta {
         name: Option<&str>,
         params: &ListParams,
     ) -> Result<Page<Profile>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {COLUMNS} FROM device_profiles WHERE tenant_id = "
-        ));
-        qb.push_bind(tenant.to_string());
-        if let Some(n) = name {
-            qb.push(" AND instr(lower(name), lower(")
-                .push_bind(n.to_string())
-                .push(")) > 0");
-        }
-        page::push_keyset(&mut qb, params, "name")?;
-        page::push_order(&mut qb, params, "name");
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        Ok(page::finish(
-            rows.iter().map(profile_from).collect::<Result<_, _>>()?,
+        self.list_by_name(
+            COLUMNS,
+            "device_profiles",
+            tenant,
+            name,
             params,
-        ))
+            profile_from,
+        )
+        .await
     }
 
     async fn get_profile(&self, tenant: TenantId, id: &str) -> Result<Option<Profile>, StoreError> {
